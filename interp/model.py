@@ -1,0 +1,372 @@
+"""The model handle every analysis takes: one vocabulary for every family.
+
+``load_model(spec)`` returns a :class:`Model`, a thin wrapper over TransformerLens's
+``TransformerBridge``. Analyses speak in the bridge's hook names (``blocks.{L}.attn.hook_pattern``,
+``blocks.{L}.mlp.hook_post``, ...) and in the handle's properties (``n_layers``, ``W_U``, ``W_O``),
+never in one family's module paths.
+
+Numerics modes (recorded in every result):
+
+* ``"hf"`` (default): the raw Hugging Face weights; logits equal the plain HF forward pass.
+* ``"tl"``: TransformerLens-compatible processed weights (layer norms folded, writing weights and
+  the unembedding centred), as ``HookedTransformer`` used to load them. Logits then differ from HF
+  by a per-position constant, so softmax probabilities are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import torch
+from jaxtyping import Float, Int
+
+from interp.errors import InterpError
+from interp import loading
+
+NUMERICS = ("hf", "tl")
+
+
+class Model:
+    """A loaded causal LM behind a TransformerBridge, with family-independent accessors.
+
+    Attributes:
+        bridge: the ``TransformerBridge`` (hooks, ``run_with_cache``, ``run_with_hooks``).
+        hf_model: the underlying Hugging Face model (its weights are the bridge's weights).
+        tokenizer: the Hugging Face tokenizer.
+        spec: the spec string the model was loaded from.
+        family: ``llama``, ``gpt2``, ``gptj``, ``opt``, ``gpt_neox``, ``gemma3``, ...
+        architecture: the HF architecture class name.
+        numerics: ``"hf"`` or ``"tl"`` (see module docstring).
+        prepend_bos: the default BOS policy of :meth:`encode` for this model.
+    """
+
+    def __init__(
+        self,
+        bridge: Any,
+        tokenizer: Any,
+        *,
+        spec: str,
+        numerics: str = "hf",
+        prepend_bos: Optional[bool] = None,
+        chat: bool = False,
+        weight_hash: str = "",
+        source: Optional[dict[str, Any]] = None,
+        load_seconds: float = 0.0,
+    ) -> None:
+        self.bridge = bridge
+        self.hf_model = bridge.original_model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.architecture = (getattr(self.hf_model.config, "architectures", None) or [type(self.hf_model).__name__])[0]
+        self.family = loading.family_of(self.architecture)
+        self.numerics = numerics
+        self.chat = chat
+        self.source = source or {}
+        self.load_seconds = load_seconds
+        self._weight_hash = weight_hash
+        cfg = bridge.cfg
+        self.n_layers: int = int(cfg.n_layers)
+        self.n_heads: int = int(cfg.n_heads)
+        self.n_kv_heads: int = int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
+        self.d_model: int = int(cfg.d_model)
+        self.d_head: int = int(cfg.d_head)
+        self.d_mlp: int = int(cfg.d_mlp)
+        self.d_vocab: int = int(cfg.d_vocab)
+        self.gated_mlp: bool = bool(getattr(cfg, "gated_mlp", False))
+        bos = tokenizer.bos_token_id
+        if bos is None:
+            bos = getattr(self.hf_model.config, "bos_token_id", None)
+        self.bos_token_id: Optional[int] = bos
+        if prepend_bos is None:
+            prepend_bos = bos is not None
+        self.prepend_bos: bool = bool(prepend_bos) and bos is not None
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        self.pad_token_id: int = int(pad)
+        self.has_pattern_hook: bool = "blocks.0.attn.hook_pattern" in bridge.hook_dict
+        self.hf_model.eval()
+
+    # ------------------------------------------------------------------ identity
+    def __repr__(self) -> str:
+        return (
+            f"Model({self.spec!r}, family={self.family}, layers={self.n_layers}, heads={self.n_heads}"
+            f"/{self.n_kv_heads}kv, d_model={self.d_model}, numerics={self.numerics})"
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf_model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf_model.parameters()).dtype
+
+    @property
+    def weight_hash(self) -> str:
+        """A SHA-256 identifying the weights (the GGUF file's hash, or a hash of the tensors)."""
+        if not self._weight_hash:
+            h = hashlib.sha256()
+            for name, p in sorted(self.hf_model.state_dict().items()):
+                h.update(name.encode())
+                t = p.detach().to("cpu").contiguous()
+                flat = t.reshape(-1)
+                if flat.numel() > 1 << 20:  # large tensors: a fixed strided sample
+                    flat = flat[:: flat.numel() // (1 << 20)]
+                h.update(flat.float().numpy().tobytes())
+            self._weight_hash = f"tensor-sha256:{h.hexdigest()}"
+        return self._weight_hash
+
+    def describe(self) -> dict[str, Any]:
+        """Everything a manifest needs to say which model made a result."""
+        return {
+            "spec": self.spec,
+            "architecture": self.architecture,
+            "family": self.family,
+            "weight_hash": self.weight_hash,
+            "numerics": self.numerics,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "device": str(self.device),
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "n_kv_heads": self.n_kv_heads,
+            "d_model": self.d_model,
+            "d_mlp": self.d_mlp,
+            "d_vocab": self.d_vocab,
+            "gated_mlp": self.gated_mlp,
+            "prepend_bos": self.prepend_bos,
+            "chat": self.chat,
+            "source": self.source,
+        }
+
+    # ------------------------------------------------------------------ tokens
+    def encode(self, text: Union[str, Sequence[str]], prepend_bos: Optional[bool] = None) -> Any:
+        """Token ids of ``text`` (a list of ints, or a list of such lists for a list of texts).
+
+        Args:
+            text: one string or a list of strings.
+            prepend_bos: put the BOS token first; defaults to the model's policy
+                (:attr:`prepend_bos`). The tokenizer's own special tokens are never added.
+        """
+        if isinstance(text, str):
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            pb = self.prepend_bos if prepend_bos is None else prepend_bos
+            if pb:
+                if self.bos_token_id is None:
+                    raise InterpError(f"{self.spec} has no BOS token; call with prepend_bos=False")
+                ids = [self.bos_token_id] + list(ids)
+            return list(ids)
+        return [self.encode(t, prepend_bos) for t in text]
+
+    def to_tokens(self, text: str, prepend_bos: Optional[bool] = None) -> Int[torch.Tensor, "1 pos"]:
+        """Token ids of one string as a ``[1, pos]`` tensor (TransformerLens style)."""
+        return torch.tensor([self.encode(text, prepend_bos)], dtype=torch.long)
+
+    def to_str_tokens(self, text: Union[str, Sequence[int], torch.Tensor], prepend_bos: Optional[bool] = None) -> list[str]:
+        """The string of each token of ``text`` (a string, or token ids)."""
+        ids = self.encode(text, prepend_bos) if isinstance(text, str) else [int(i) for i in torch.as_tensor(text).reshape(-1)]
+        return [self.tokenizer.decode([i]) for i in ids]
+
+    def to_single_token(self, text: str) -> int:
+        """The id of a string that is exactly one token; raises if it is not."""
+        ids = self.encode(text, prepend_bos=False)
+        if len(ids) != 1:
+            raise InterpError(f"{text!r} is {len(ids)} tokens for {self.spec}, not one")
+        return ids[0]
+
+    def first_token(self, text: str) -> int:
+        """The id of the first token of ``text`` (answers are scored by their first token)."""
+        ids = self.encode(text, prepend_bos=False)
+        if not ids:
+            raise InterpError(f"{text!r} encodes to no tokens")
+        return ids[0]
+
+    def chat_prompt(self, user_message: str) -> str:
+        """``user_message`` wrapped in the tokenizer's chat template, ready for the assistant's reply."""
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True
+        )
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
+        return self.bridge.W_U
+
+    @property
+    def b_U(self) -> Float[torch.Tensor, "d_vocab"]:
+        b = getattr(self.bridge, "b_U", None)
+        return b if b is not None else torch.zeros(self.d_vocab, dtype=self.dtype, device=self.device)
+
+    @property
+    def W_E(self) -> Float[torch.Tensor, "d_vocab d_model"]:
+        return self.bridge.W_E
+
+    def W_O(self, layer: int) -> Float[torch.Tensor, "head d_head d_model"]:
+        """Per-head output matrix of one layer."""
+        return self.bridge.W_O[layer]
+
+    def b_O(self, layer: int) -> Float[torch.Tensor, "d_model"]:
+        b = self.bridge.b_O
+        return b[layer] if b is not None else torch.zeros(self.d_model, dtype=self.dtype, device=self.device)
+
+    def W_out(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
+        """The MLP output matrix of one layer (TransformerLens layout: hidden -> residual)."""
+        return self.bridge.W_out[layer]
+
+    def b_out(self, layer: int) -> Float[torch.Tensor, "d_model"]:
+        b = self.bridge.b_out
+        return b[layer] if b is not None else torch.zeros(self.d_model, dtype=self.dtype, device=self.device)
+
+    def mlp_out_parameter(self, layer: int) -> tuple[torch.nn.Parameter, bool]:
+        """The live parameter of the MLP output projection, to edit in place (ROME).
+
+        Returns:
+            ``(param, transposed)``: ``transposed`` is True when ``param`` is stored as
+            ``[d_mlp, d_model]`` (GPT-2's Conv1D), False for ``nn.Linear``'s ``[d_model, d_mlp]``.
+        """
+        out = self.bridge.blocks[layer].mlp.out
+        mod = getattr(out, "original_component", out)
+        w = mod.weight
+        transposed = tuple(w.shape) == (self.d_mlp, self.d_model) and self.d_mlp != self.d_model
+        if type(mod).__name__ == "Conv1D":
+            transposed = True
+        return w, transposed
+
+    # ------------------------------------------------------------------ readout
+    def final_norm(self, resid: Float[torch.Tensor, "... d_model"]) -> Float[torch.Tensor, "... d_model"]:
+        """The final layer norm / RMS norm, as the model applies it before unembedding."""
+        return self.bridge.ln_final(resid)
+
+    def unembed(self, resid: Float[torch.Tensor, "... d_model"], normalize: bool = True) -> Float[torch.Tensor, "... d_vocab"]:
+        """Logits from a residual-stream vector (logit lens when ``normalize``)."""
+        x = self.final_norm(resid) if normalize else resid
+        logits = x.to(self.W_U.dtype) @ self.W_U + self.b_U
+        cap = float(getattr(self.bridge.cfg, "output_logits_soft_cap", -1.0) or -1.0)
+        if cap > 0:
+            logits = cap * torch.tanh(logits / cap)
+        return logits
+
+    def head_outputs(
+        self, z: Float[torch.Tensor, "... head d_head"], layer: int
+    ) -> Float[torch.Tensor, "... head d_model"]:
+        """Each head's write into the residual stream from its ``hook_z`` value (no bias).
+
+        This gives per-head outputs at just the positions captured, without turning on
+        ``use_attn_result`` for the whole model.
+        """
+        W = self.W_O(layer).to(z.device, z.dtype)
+        return torch.einsum("...hd,hdm->...hm", z, W)
+
+    # ------------------------------------------------------------------ hook names
+    def hook(self, kind: str, layer: Optional[int] = None) -> Optional[str]:
+        """The bridge hook name for a component, or None where the family has none.
+
+        ``kind`` is one of ``pattern z q k v attn_out mlp_out resid_pre resid_mid resid_post
+        mlp_gate mlp_data mlp_post result``. ``mlp_gate`` is ``mlp.hook_pre`` (for non-gated MLPs the
+        pre-activation), ``mlp_data`` is ``mlp.hook_pre_linear`` (None for non-gated MLPs),
+        ``result`` is a derived hook (per-head outputs from ``hook_z``, see :func:`interp.capture`).
+        """
+        table = {
+            "pattern": "attn.hook_pattern",
+            "z": "attn.hook_z",
+            "q": "attn.hook_q",
+            "k": "attn.hook_k",
+            "v": "attn.hook_v",
+            "result": "attn.hook_result",
+            "attn_out": "hook_attn_out",
+            "mlp_out": "hook_mlp_out",
+            "resid_pre": "hook_resid_pre",
+            "resid_mid": "hook_resid_mid",
+            "resid_post": "hook_resid_post",
+            "mlp_gate": "mlp.hook_pre",
+            "mlp_data": "mlp.hook_pre_linear",
+            "mlp_post": "mlp.hook_post",
+        }
+        if kind == "final_norm":
+            return "ln_final.hook_normalized"
+        if kind not in table:
+            raise InterpError(f"unknown hook kind {kind!r}; one of {sorted(table)}")
+        if layer is None or not (-self.n_layers <= layer < self.n_layers):
+            raise InterpError(f"layer {layer} out of range for {self.n_layers} layers")
+        if kind == "mlp_data" and not self.gated_mlp:
+            return None
+        return f"blocks.{layer % self.n_layers}.{table[kind]}"
+
+    # ------------------------------------------------------------------ running
+    def forward(self, tokens: Int[torch.Tensor, "batch pos"], **kwargs: Any) -> Float[torch.Tensor, "batch pos d_vocab"]:
+        """Plain logits for a batch of equal-length token ids."""
+        with torch.no_grad():
+            return self.bridge(tokens.to(self.device), **kwargs)
+
+    @contextmanager
+    def hooks(self, fwd_hooks: Sequence[tuple[Any, Any]]) -> Iterator["Model"]:
+        """Apply forward hooks (``[(name_or_filter, fn), ...]``) for the duration of the block.
+
+        Everything run on this model inside the block, :func:`interp.capture` and
+        :func:`interp.generate` included, sees the hooks.
+        """
+        with self.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+            yield self
+
+
+def load_model(
+    spec: str = loading.DEFAULT_SPEC,
+    device: Optional[str] = None,
+    dtype: Optional[Union[str, torch.dtype]] = None,
+    numerics: str = "hf",
+) -> Model:
+    """Load a model by spec and wrap it (see :mod:`interp.loading` for what a spec may be).
+
+    Args:
+        spec: registry name, ``.gguf`` path, local HF folder or hub name.
+        device: ``"cpu"``, ``"cuda"``, ...; defaults to CUDA when available.
+        dtype: ``"float32"`` (default), ``"bfloat16"``, ``"float16"`` or a torch dtype.
+        numerics: ``"hf"`` (raw weights) or ``"tl"`` (TransformerLens-processed weights).
+
+    Returns:
+        The :class:`Model` handle.
+
+    Raises:
+        InterpError: with a one-line message for a bad spec, a missing file or an
+            architecture TransformerLens cannot bridge.
+    """
+    if numerics not in NUMERICS:
+        raise InterpError(f"numerics must be one of {NUMERICS}, not {numerics!r}")
+    if isinstance(dtype, str):
+        if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
+            raise InterpError(f"unknown dtype {dtype!r}")
+        dtype = getattr(torch, dtype)
+    dtype = dtype or torch.float32
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.perf_counter()
+    resolved = loading.resolve(spec)
+    raw = loading.load_raw(resolved, dtype)
+    raw.hf_model.to(device)
+    name = resolved.entry.get("hf_id") or resolved.location
+    bridge = loading.build_bridge(raw.hf_model, raw.tokenizer, name)
+    if numerics == "tl":
+        bridge.enable_compatibility_mode(disable_warnings=True)
+    entry = resolved.entry
+    return Model(
+        bridge,
+        raw.tokenizer,
+        spec=spec,
+        numerics=numerics,
+        prepend_bos=entry.get("prepend_bos"),
+        chat=bool(entry.get("chat", getattr(raw.tokenizer, "chat_template", None) is not None)),
+        weight_hash=raw.weight_hash,
+        source=dict(raw.source_detail, kind=resolved.kind),
+        load_seconds=time.perf_counter() - t0,
+    )
+
+
+def wrap_hf_model(hf_model: Any, tokenizer: Any, spec: str = "in-memory", **kwargs: Any) -> Model:
+    """Wrap an HF model already in memory (tests build tiny random models this way)."""
+    bridge = loading.build_bridge(hf_model, tokenizer, spec)
+    if kwargs.pop("numerics", "hf") == "tl":
+        bridge.enable_compatibility_mode(disable_warnings=True)
+        kwargs["numerics"] = "tl"
+    return Model(bridge, tokenizer, spec=spec, **kwargs)
