@@ -253,7 +253,7 @@ def capture(
         if name.endswith("attn.hook_result") and m:
             derived_result.append(int(m.group(1)))
             raw_hooks.add(f"blocks.{m.group(1)}.attn.hook_z")
-        elif name.endswith("attn.hook_pattern") and name not in hook_set and m:
+        elif name.endswith("attn.hook_pattern") and not model.has_pattern_hook and m:
             if model.bridge.cfg.positional_embedding_type == "rotary":
                 raise InterpError(f"{model.spec} has no {name} and is rotary, so it cannot be derived from q and k")
             derived_pattern.append(int(m.group(1)))

@@ -87,7 +87,7 @@ class Model:
         if pad is None:
             pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
         self.pad_token_id: int = int(pad)
-        self.has_pattern_hook: bool = "blocks.0.attn.hook_pattern" in bridge.hook_dict
+        self._has_pattern_hook: Optional[bool] = None
         self.hf_model.eval()
 
     # ------------------------------------------------------------------ identity
@@ -96,6 +96,16 @@ class Model:
             f"Model({self.spec!r}, family={self.family}, layers={self.n_layers}, heads={self.n_heads}"
             f"/{self.n_kv_heads}kv, d_model={self.d_model}, numerics={self.numerics})"
         )
+
+    @property
+    def has_pattern_hook(self) -> bool:
+        """Whether ``blocks.L.attn.hook_pattern`` fires (the OPT bridge registers it but never calls it)."""
+        if self._has_pattern_hook is None:
+            fired = []
+            with torch.no_grad(), self.bridge.hooks(fwd_hooks=[("blocks.0.attn.hook_pattern", lambda x, hook: fired.append(1))]):
+                self.bridge(torch.tensor([[self.pad_token_id, self.pad_token_id]], device=self.device), logits_to_keep=1)
+            self._has_pattern_hook = bool(fired)
+        return self._has_pattern_hook
 
     @property
     def device(self) -> torch.device:
