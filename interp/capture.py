@@ -205,6 +205,7 @@ def capture(
     progress: Optional[bool] = None,
     desc: str = "capture",
     dtype: Optional[torch.dtype] = None,
+    stop_at_layer: Optional[int] = None,
 ) -> Captured:
     """Run prompts and return only the requested activations at only the requested positions.
 
@@ -226,12 +227,22 @@ def capture(
             ``INTERP_PROGRESS`` is not ``0``).
         desc: progress bar label.
         dtype: cast captured activations to this dtype (default: the model's).
+        stop_at_layer: run only blocks ``0 .. stop_at_layer-1`` (cheaper when every requested
+            hook is in an early layer); incompatible with ``logits``.
 
     Returns:
         A :class:`Captured` in the order of ``inputs``.
     """
     if batch_size < 1:
         raise InterpError("batch_size must be at least 1")
+    if stop_at_layer is not None:
+        if logits:
+            raise InterpError("logits are not available with stop_at_layer")
+        if not 0 < stop_at_layer <= model.n_layers:
+            raise InterpError(f"stop_at_layer must be in 1..{model.n_layers}, not {stop_at_layer}")
+        late = [h for h in hooks if (mm := _LAYER_RE.match(h)) and int(mm.group(1)) >= stop_at_layer]
+        if late:
+            raise InterpError(f"hooks {late} are at or after stop_at_layer={stop_at_layer}")
     prefix_ids: list[int] = []
     if prefix is not None:
         prefix_ids = model.encode(prefix) if isinstance(prefix, str) else [int(t) for t in prefix]
@@ -303,6 +314,8 @@ def capture(
         if pos_abs is not None and logits:
             keep_idx = torch.unique(sel_rel)
             kwargs["logits_to_keep"] = keep_idx.to(model.device)
+        elif stop_at_layer is not None:
+            kwargs["stop_at_layer"] = stop_at_layer
         elif not logits:
             kwargs["logits_to_keep"] = 1
         if P:
