@@ -329,6 +329,9 @@ def capture(
 
         def take(x: torch.Tensor, name: str) -> Any:
             qaxis = 2 if name.endswith(_QUERY_AXIS_HOOKS) else 1
+            if qaxis == 2 and x.shape[-1] < P + S:
+                # sliding-window layers see only the cache's last keys: right-align them
+                x = torch.nn.functional.pad(x, (P + S - x.shape[-1], 0))
             if pos_abs is None:
                 outs = []
                 for j, i in enumerate(rows):

@@ -22,6 +22,7 @@ import os
 import shutil
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -177,16 +178,27 @@ class Loaded:
     load_seconds: float
 
 
-def _quiet():
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.simplefilter("ignore")
-    return ctx
+@contextmanager
+def hf_quiet():
+    """Silence transformers' warnings, logs and progress bars while loading."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
 
 
 def _load_gguf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     t0 = time.perf_counter()
     gguf_path = Path(resolved.location) / resolved.gguf_file
@@ -194,25 +206,23 @@ def _load_gguf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
     digest = _sha256(gguf_path)
     hit = (folder / "config.json").is_file()
     if not hit:
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
         try:
-            tok = AutoTokenizer.from_pretrained(resolved.location, gguf_file=resolved.gguf_file)
-            model = AutoModelForCausalLM.from_pretrained(
-                resolved.location, gguf_file=resolved.gguf_file, dtype=torch.float32
-            )
+            with hf_quiet():
+                tok = AutoTokenizer.from_pretrained(resolved.location, gguf_file=resolved.gguf_file)
+                model = AutoModelForCausalLM.from_pretrained(
+                    resolved.location, gguf_file=resolved.gguf_file, dtype=torch.float32
+                )
         except Exception as e:  # noqa: BLE001
             raise InterpError(f"could not read GGUF file {gguf_path}: {e}") from e
-        finally:
-            hf_logging.set_verbosity(verbosity)
         # the weights are plain floats now; drop the GGUF quantizer so they save as safetensors
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        with hf_quiet():
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
         (tmp / "interp_source.json").write_text(json.dumps({"gguf": str(gguf_path), "sha256": digest}))
         shutil.rmtree(folder, ignore_errors=True)
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -220,8 +230,9 @@ def _load_gguf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
         if dtype != torch.float32:
             model = model.to(dtype)
     else:
-        tok = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        with hf_quiet():
+            tok = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     return Loaded(
         model,
         tok,
@@ -237,7 +248,8 @@ def _load_hf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
     t0 = time.perf_counter()
     where = resolved.location
     try:
-        config = AutoConfig.from_pretrained(where)
+        with hf_quiet():
+            config = AutoConfig.from_pretrained(where)
     except Exception as e:  # noqa: BLE001
         if resolved.kind == "hub":
             raise InterpError(
@@ -248,8 +260,9 @@ def _load_hf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
     arch = (getattr(config, "architectures", None) or [None])[0]
     check_bridgeable(arch, where)
     try:
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
-        tok = AutoTokenizer.from_pretrained(where)
+        with hf_quiet():
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
+            tok = AutoTokenizer.from_pretrained(where)
     except Exception as e:  # noqa: BLE001
         raise InterpError(f"cannot load weights or tokenizer of '{where}': {type(e).__name__}: {e}") from e
     return Loaded(model, tok, "", {"location": where}, time.perf_counter() - t0)
@@ -284,19 +297,9 @@ def build_bridge(hf_model: Any, tokenizer: Any, model_name: str):
     arch = (getattr(hf_model.config, "architectures", None) or [type(hf_model).__name__])[0]
     check_bridgeable(arch, model_name)
     try:
-        from transformers.utils import logging as hf_logging
-
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        ctx = _quiet()
-        try:
+        with hf_quiet():
             return build_bridge_from_module(
                 hf_model, arch, hf_config=hf_model.config, tokenizer=tokenizer, model_name=model_name
             )
-        finally:
-            ctx.__exit__(None, None, None)
-            hf_logging.set_verbosity(verbosity)
-    except InterpError:
-        raise
     except Exception as e:  # noqa: BLE001
         raise InterpError(f"TransformerLens could not bridge {arch} ({model_name}): {type(e).__name__}: {e}") from e

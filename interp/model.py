@@ -73,7 +73,7 @@ class Model:
         self.n_kv_heads: int = int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads)
         self.d_model: int = int(cfg.d_model)
         self.d_head: int = int(cfg.d_head)
-        self.d_mlp: int = int(cfg.d_mlp)
+        self.d_mlp: int = self._mlp_width(int(cfg.d_mlp))
         self.d_vocab: int = int(cfg.d_vocab)
         self.gated_mlp: bool = bool(getattr(cfg, "gated_mlp", False))
         bos = tokenizer.bos_token_id
@@ -89,6 +89,19 @@ class Model:
         self.pad_token_id: int = int(pad)
         self._has_pattern_hook: Optional[bool] = None
         self.hf_model.eval()
+
+    def _mlp_width(self, fallback: int) -> int:
+        """The MLP hidden width, read off the output projection (the bridge's cfg is wrong for OPT)."""
+        try:
+            out = self.bridge.blocks[0].mlp.out
+        except (AttributeError, IndexError):
+            return fallback
+        mod = getattr(out, "original_component", out)
+        if isinstance(mod, torch.nn.Linear):
+            return int(mod.in_features)
+        if type(mod).__name__ == "Conv1D":
+            return int(mod.weight.shape[0])
+        return fallback
 
     # ------------------------------------------------------------------ identity
     def __repr__(self) -> str:
@@ -205,9 +218,16 @@ class Model:
     def W_U(self) -> Float[torch.Tensor, "d_model d_vocab"]:
         return self.bridge.W_U
 
+    def _stacked(self, attr: str) -> Optional[torch.Tensor]:
+        """A bridge parameter stacked over layers, or None where the checkpoint has none (bias-free)."""
+        try:
+            return getattr(self.bridge, attr)
+        except AttributeError:
+            return None
+
     @property
     def b_U(self) -> Float[torch.Tensor, "d_vocab"]:
-        b = getattr(self.bridge, "b_U", None)
+        b = self._stacked("b_U")
         return b if b is not None else torch.zeros(self.d_vocab, dtype=self.dtype, device=self.device)
 
     @property
@@ -219,7 +239,7 @@ class Model:
         return self.bridge.W_O[layer]
 
     def b_O(self, layer: int) -> Float[torch.Tensor, "d_model"]:
-        b = self.bridge.b_O
+        b = self._stacked("b_O")
         return b[layer] if b is not None else torch.zeros(self.d_model, dtype=self.dtype, device=self.device)
 
     def W_out(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
@@ -227,7 +247,7 @@ class Model:
         return self.bridge.W_out[layer]
 
     def b_out(self, layer: int) -> Float[torch.Tensor, "d_model"]:
-        b = self.bridge.b_out
+        b = self._stacked("b_out")
         return b[layer] if b is not None else torch.zeros(self.d_model, dtype=self.dtype, device=self.device)
 
     def mlp_out_parameter(self, layer: int) -> tuple[torch.nn.Parameter, bool]:
@@ -265,7 +285,8 @@ class Model:
         """Each head's write into the residual stream from its ``hook_z`` value (no bias).
 
         This gives per-head outputs at just the positions captured, without turning on
-        ``use_attn_result`` for the whole model.
+        ``use_attn_result`` for the whole model. They sum (plus ``b_O``) to ``attn.hook_out``; in
+        families with a post-attention norm (Gemma 2/3) that norm comes after.
         """
         W = self.W_O(layer).to(z.device, z.dtype)
         return torch.einsum("...hd,hdm->...hm", z, W)

@@ -1,0 +1,46 @@
+"""The command line: one-line errors, help on every command, the model list."""
+
+import subprocess
+import sys
+
+import pytest
+
+from interp.cli import main, write_index
+
+
+def test_unknown_model_is_one_line(capsys):
+    assert main(["run", "recall", "--model", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: unknown model 'nope'") and "Traceback" not in "".join(err)
+
+
+def test_missing_file(capsys, tmp_path):
+    assert main(["run", "rome", "--model", str(tmp_path / "m.gguf")]) == 2
+    assert "no such GGUF file" in capsys.readouterr().err
+
+
+def test_bad_set(capsys):
+    assert main(["run", "glitch", "--set", "oops"]) == 2
+    assert "key=value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cmd", [[], ["models"], ["run"], ["reproduce"], ["ablate-final-heads"]])
+def test_help_fits_one_screen(cmd):
+    out = subprocess.run([sys.executable, "-m", "interp.cli", *cmd, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: interp" in out.stdout
+    assert len(out.stdout.splitlines()) <= 45
+
+
+def test_models_lists_embedded_as_cached(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("smollm2-135m"))
+    assert "llama" in line and "yes" in line
+
+
+def test_index_links_figures(tmp_path):
+    (tmp_path / "recall/figures").mkdir(parents=True)
+    (tmp_path / "recall/figures/a.html").write_text("x")
+    (tmp_path / "recall/figures/a.png").write_bytes(b"x")
+    page = write_index(tmp_path, "m", ["recall", "glitch"]).read_text()
+    assert 'href="recall/figures/a.html"' in page and 'src="recall/figures/a.png"' in page

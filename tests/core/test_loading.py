@@ -1,0 +1,76 @@
+"""Spec resolution, clear errors, the GGUF dequantization cache and local HF folders."""
+
+import time
+
+import pytest
+import torch
+
+import interp
+from interp import loading
+from interp.errors import InterpError
+from interp.testing import byte_tokenizer, tiny_hf_model
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(InterpError) as e:
+        loading.resolve("not-a-model")
+    msg = str(e.value)
+    assert "smollm2-135m" in msg and "gpt2-xl" in msg and "\n" not in msg
+
+
+def test_missing_gguf_names_the_path(tmp_path):
+    with pytest.raises(InterpError, match="no such GGUF file"):
+        loading.resolve(str(tmp_path / "absent.gguf"))
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(InterpError, match="no config.json"):
+        loading.resolve(str(tmp_path))
+
+
+def test_hub_name_resolves_without_loading():
+    r = loading.resolve("EleutherAI/gpt-j-6b")
+    assert r.kind == "hub" and r.entry.get("name") == "gpt-j-6b"
+
+
+def test_unbridgeable_architecture_is_one_line():
+    with pytest.raises(InterpError, match="cannot bridge architecture FooForCausalLM"):
+        loading.check_bridgeable("FooForCausalLM", "somewhere")
+
+
+def test_local_hf_folder_roundtrip(tmp_path):
+    hf = tiny_hf_model("gpt2")
+    hf.save_pretrained(tmp_path)
+    byte_tokenizer().save_pretrained(tmp_path)
+    model = interp.load_model(str(tmp_path), device="cpu")
+    ids = torch.tensor([model.encode("hello")])
+    with torch.no_grad():
+        ref = hf(ids).logits
+    assert torch.allclose(model.forward(ids), ref, atol=1e-4 * ref.abs().max().item())
+    assert model.family == "gpt2" and model.describe()["weight_hash"].startswith("tensor-sha256:")
+
+
+def test_gguf_cache_is_keyed_by_file_hash_and_fast(tmp_path, monkeypatch):
+    """A fresh cache dequantizes; the second load reads safetensors and is at least 4x faster."""
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))
+    t = time.perf_counter()
+    m1 = interp.load_model("smollm2-135m", device="cpu")
+    first = time.perf_counter() - t
+    assert m1.source["cache_hit"] is False
+    folder = loading.dequantized_folder(loading.find_packaged_gguf(loading.registry()["smollm2-135m"]))
+    assert folder.parent.parent == tmp_path and (folder / "config.json").is_file()
+    t = time.perf_counter()
+    m2 = interp.load_model("smollm2-135m", device="cpu")
+    second = time.perf_counter() - t
+    assert m2.source["cache_hit"] is True
+    assert m1.weight_hash == m2.weight_hash and m1.weight_hash.startswith("gguf-sha256:")
+    assert second <= 0.25 * first, (first, second)
+    ids = m1.to_tokens("The capital of France is")
+    assert torch.equal(m1.forward(ids), m2.forward(ids))
+
+
+def test_bad_numerics_and_dtype():
+    with pytest.raises(InterpError, match="numerics"):
+        interp.load_model("smollm2-135m", numerics="fast")
+    with pytest.raises(InterpError, match="dtype"):
+        interp.load_model("smollm2-135m", dtype="float7")
