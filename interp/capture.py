@@ -227,8 +227,8 @@ def capture(
             ``INTERP_PROGRESS`` is not ``0``).
         desc: progress bar label.
         dtype: cast captured activations to this dtype (default: the model's).
-        stop_at_layer: run only blocks ``0 .. stop_at_layer-1`` (cheaper when every requested
-            hook is in an early layer); incompatible with ``logits``.
+        stop_at_layer: run only blocks ``0 .. stop_at_layer-1``; incompatible with ``logits``.
+            Without logits this is set automatically to just after the last requested block.
 
     Returns:
         A :class:`Captured` in the order of ``inputs``.
@@ -274,6 +274,14 @@ def capture(
         else:
             raise InterpError(f"{model.spec} ({model.family}) has no hook named {name!r}")
     del hook_dict
+
+    if stop_at_layer is None and not logits and requested:
+        # nothing after the last requested block is read: skip those blocks and the unembedding
+        layers = [_LAYER_RE.match(h) for h in requested]
+        if all(layers):
+            last_needed = max(int(mm.group(1)) for mm in layers) + 1
+            if last_needed < model.n_layers:
+                stop_at_layer = last_needed
 
     cache0, prefix_keys = (None, {})
     if P:
