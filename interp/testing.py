@@ -6,12 +6,15 @@ tokenizer is byte-level (every string encodes), with ``<|endoftext|>`` as BOS/EO
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from pathlib import Path
 from functools import lru_cache
 from typing import Any, Callable
 
 import torch
 
+from interp.loading import cache_dir
 from interp.model import Model, wrap_hf_model
 
 TINY_VOCAB = 300
@@ -52,9 +55,16 @@ def byte_tokenizer() -> Any:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
                                    pad_token="<|endoftext|>")
     fast.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
-    # the bridge re-opens tokenizers by name_or_path, so give this one a folder
-    folder = tempfile.mkdtemp(prefix="interp-byte-tokenizer-")
-    fast.save_pretrained(folder)
+    # the bridge re-opens tokenizers by name_or_path, so give this one a folder (made once)
+    folder = cache_dir() / "tokenizers" / "byte-level-v1"
+    if not (folder / "tokenizer.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix="byte-level-", dir=folder.parent))
+        fast.save_pretrained(tmp)
+        try:
+            tmp.replace(folder)
+        except OSError:  # another process made it first
+            shutil.rmtree(tmp, ignore_errors=True)
     return AutoTokenizer.from_pretrained(folder)
 
 
