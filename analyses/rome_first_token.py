@@ -1,0 +1,28 @@
+"""Yang et al. 2024, the first-token analysis: a 2-D projection of first-token vs later-token MLP keys
+(with the requests' k^u and k̄), and the anomaly per layer.
+
+    python analyses/rome_first_token.py --out out [--model smollm2-135m] [--quick]
+"""
+
+import argparse
+from pathlib import Path
+
+from interp.rome import figures
+from interp.rome.pipeline import load_results
+from interp.results import render_pngs
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="out", help="folder of `interp run rome --out` (run there if missing)")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    t = load_results(args.out, args.model, args.quick)
+    s, name = t["summary"].iloc[0], t["model"].spec[0]
+    pts = t["first_token_projection"]
+    folder = Path(args.out) / "rome" / "figures"
+    render_pngs([
+        (figures.first_token_projection(pts, int(s.layer), name, (float(s.first_token_pca_explained_1), float(s.first_token_pca_explained_2))), folder / "paper_first_token_projection.png"),
+        (figures.first_token_layers(t["first_token_layers"], name), folder / "paper_first_token_layers.png"),
+    ])
+    print(t["first_token_layers"].to_string(index=False))

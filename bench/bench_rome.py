@@ -1,0 +1,62 @@
+"""ROME benchmarks, as ratios measured in one run (no timed tests):
+
+* keys with ``stop_at_layer`` (the capture stops after the edited layer) vs a full forward pass;
+* one v* gradient step with the model's weights frozen vs with weight gradients on.
+
+    OMP_NUM_THREADS=2 python bench/bench_rome.py [--model smollm2-135m] [--layer 6] [--repeats 3]
+"""
+
+import argparse
+import time
+
+import interp
+from interp.rome.compute_u import compute_keys, key_hook
+from interp.rome.compute_v import compute_v
+from interp.rome.requests import load_requests, subject_last_position
+
+
+def best(fn, repeats):
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return min(ts)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--layer", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    m = interp.load_model(args.model)
+    reqs = load_requests()[:8]
+    prefixes = ["Once upon a time there was. ", "The weather today is. ", "In the beginning. ", "My friend said. "]
+    toks, pos = [], []
+    for r in reqs:
+        for c in ["", *prefixes]:
+            ids, p = subject_last_position(m, c, r.prompt, r.subject)
+            toks.append(ids)
+            pos.append([p])
+    stop = best(lambda: compute_keys(m, reqs, args.layer, prefixes), args.repeats)
+    full = best(lambda: interp.capture(m, toks, hooks=[key_hook(args.layer)], positions=pos, progress=False), args.repeats)
+    print(f"keys: full forward / stop_at_layer={args.layer + 1}: {full / stop:.2f}x  ({full:.3f}s vs {stop:.3f}s)")
+    req = reqs[0]
+    frozen = best(lambda: compute_v(m, req, args.layer, ["", *prefixes], steps=3), args.repeats)
+
+    def unfrozen():
+        params = list(m.hf_model.parameters())
+        import interp.rome.compute_v as cv
+
+        orig = cv.frozen_weights
+        cv.frozen_weights = lambda model: __import__("contextlib").nullcontext()
+        try:
+            compute_v(m, req, args.layer, ["", *prefixes], steps=3)
+        finally:
+            cv.frozen_weights = orig
+            for p in params:
+                p.grad = None
+
+    grads = best(unfrozen, args.repeats)
+    print(f"v* steps: weight gradients on / frozen weights: {grads / frozen:.2f}x  ({grads:.3f}s vs {frozen:.3f}s)")

@@ -1,0 +1,117 @@
+"""Collapse detection: perplexity of fixed texts before and after an edit.
+
+Two reference sets, fixed before any edit: a sample of the packaged generic paragraphs
+(``interp.corpus.generic_texts``) and the unedited model's own greedy generations (the paper's
+ME-PPL idea: text the model itself found likely). An edit collapses the model when the perplexity
+ratio (after / before) exceeds a threshold; the threshold is reported with the gap in the ratio
+distribution that justifies it (:func:`collapse_threshold_report`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+import interp
+from interp import corpus as corpus_mod
+from interp.errors import InterpError
+from interp.model import Model
+
+
+@dataclass
+class ReferenceTexts:
+    """Token sequences whose perplexity tracks collapse.
+
+    Attributes:
+        generic: generic paragraphs, truncated.
+        generations: prompt + the unedited model's greedy continuation.
+        generation_prompt_lengths: tokens of each generation's prompt (not scored).
+    """
+
+    generic: list[list[int]]
+    generations: list[list[int]]
+    generation_prompt_lengths: list[int]
+
+
+def reference_texts(
+    model: Model, n_generic: int = 8, max_tokens: int = 48, n_generations: int = 8, prompt_tokens: int = 6, gen_tokens: int = 24
+) -> ReferenceTexts:
+    """Fix the generic texts and generate the model's own texts (before any edit).
+
+    Generic texts are the first ``n_generic`` packaged paragraphs; generation prompts are the
+    first ``prompt_tokens`` tokens of the next ``n_generations`` paragraphs.
+    """
+    texts = corpus_mod.generic_texts()
+    if n_generic + n_generations > len(texts):
+        raise InterpError(f"only {len(texts)} generic paragraphs; asked for {n_generic} + {n_generations}")
+    generic = [t[:max_tokens] for t in model.encode(texts[:n_generic])]
+    prompts = [t[:prompt_tokens] for t in model.encode(texts[n_generic : n_generic + n_generations])]
+    gens = interp.greedy_generate(model, prompts, max_new_tokens=gen_tokens, stop_at_eos=False, desc="own text") if prompts else []
+    return ReferenceTexts(generic, [p + g for p, g in zip(prompts, gens)], [len(p) for p in prompts])
+
+
+def token_nll(
+    model: Model, texts: Sequence[Sequence[int]], score_from: Optional[Sequence[int]] = None, batch_size: int = 16
+) -> list[float]:
+    """Mean next-token negative log-likelihood of each text.
+
+    Args:
+        model: the model handle (edited or not).
+        texts: token id lists.
+        score_from: per text, the first position whose token is scored (default 1: every token
+            after the first); a prefix or generation prompt is skipped this way.
+        batch_size: texts per forward pass.
+
+    Returns:
+        One mean NLL (nats per token) per text.
+    """
+    if not texts:
+        return []
+    starts = list(score_from) if score_from is not None else [1] * len(texts)
+    hook = model.hook("resid_post", model.n_layers - 1)
+    cap = interp.capture(model, list(texts), hooks=[hook], positions="all", batch_size=batch_size, progress=False)
+    out = []
+    for x, ids, s in zip(cap.acts[hook], texts, starts):
+        s = max(1, int(s))
+        if s >= len(ids):
+            raise InterpError("a perplexity text has nothing to score after its prompt")
+        with torch.no_grad():
+            logits = model.unembed(x[s - 1 : len(ids) - 1].to(model.device, model.dtype)).float().cpu()
+        tgt = torch.tensor(list(ids[s:]))
+        out.append(float(torch.nn.functional.cross_entropy(logits, tgt)))
+    return out
+
+
+def perplexity(nlls: Sequence[float]) -> float:
+    """exp of the mean per-text NLL."""
+    return float(math.exp(float(np.mean(nlls)))) if len(nlls) else float("nan")
+
+
+def is_collapse(ppl_ratio: float, threshold: float) -> bool:
+    """Whether an edit collapsed the model: its perplexity ratio exceeds ``threshold``."""
+    return bool(ppl_ratio > threshold or not np.isfinite(ppl_ratio))
+
+
+def collapse_threshold_report(ratios: Sequence[float], threshold: float) -> dict:
+    """The ratio distribution around the threshold: how many edits fall on each side, the largest
+    ratio below it and the smallest above it, and the widest gap in log-ratio (a natural cut)."""
+    r = np.sort(np.asarray([x for x in ratios if np.isfinite(x)], dtype=float))
+    below, above = r[r <= threshold], r[r > threshold]
+    out = {
+        "threshold": float(threshold),
+        "n_below": int(len(below)),
+        "n_above": int(len(above)) + int(sum(not np.isfinite(x) for x in ratios)),
+        "max_ratio_below": float(below.max()) if len(below) else float("nan"),
+        "min_ratio_above": float(above.min()) if len(above) else float("nan"),
+        "median_ratio": float(np.median(r)) if len(r) else float("nan"),
+    }
+    if len(r) > 1:
+        lr = np.log(r)
+        gaps = np.diff(lr)
+        g = int(np.argmax(gaps))
+        out.update(widest_gap_low=float(r[g]), widest_gap_high=float(r[g + 1]), widest_gap_factor=float(np.exp(gaps[g])))
+    return out

@@ -1,0 +1,152 @@
+"""The key side of ROME: generated prefixes, the unprefixed key k^u and the prefixed key k̄.
+
+The key of a request is the MLP hidden activation that feeds the output matrix
+(``blocks.{L}.mlp.hook_post``) at the subject's last token. ROME averages it over the prompt
+preceded by short texts the model generates itself (its "context templates": the bare prompt plus
+10 prefixes of 5 tokens and 10 of 10 tokens, each followed by ``". "``), giving k̄, but takes the
+value side at the bare prompt, k^u. Yang et al. (2024) trace the collapse to this mix.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from jaxtyping import Float
+
+import interp
+from interp.errors import InterpError
+from interp.model import Model
+from interp.rome.requests import EditRequest, subject_last_position
+
+PREFIX_LENGTHS: tuple[tuple[int, int], ...] = ((5, 10), (10, 10))
+STARTERS = (
+    "The", "Therefore", "Because", "I", "You", "When", "After", "In", "She", "He", "We", "They", "It",
+    "This", "One", "My", "Our", "Some", "Many", "Yesterday", "Today", "If", "Although", "While",
+    "Every", "A", "There", "Most", "People", "Once", "Last", "Before", "During", "Since", "However",
+    "Perhaps", "According", "At", "For", "On",
+)
+
+
+def key_hook(layer: int) -> str:
+    """The hook holding ROME's key: the MLP hidden activation feeding the output matrix."""
+    return f"blocks.{layer}.mlp.hook_post"
+
+
+def value_hook(layer: int) -> str:
+    """The hook holding the MLP output-matrix result ``W k + b`` (before any post-MLP norm)."""
+    return f"blocks.{layer}.mlp.out.hook_out"
+
+
+def generate_prefixes(
+    model: Model, lengths: Sequence[Sequence[int]] = PREFIX_LENGTHS, seed: int = 0
+) -> list[str]:
+    """Short texts the model writes itself, to put before a prompt (ROME's context templates).
+
+    Each prefix starts from a distinct starter word drawn with ``seed`` and is continued greedily
+    by the model to the requested total length in tokens; braces are removed as ROME removes them.
+
+    Args:
+        model: the model that writes the prefixes.
+        lengths: ``(n_tokens, count)`` pairs; ROME uses 10 of 5 tokens and 10 of 10 tokens.
+        seed: seeds the choice of starter words.
+
+    Returns:
+        The prefixes, each ending in ``". "``, shortest first.
+    """
+    total = sum(int(c) for _, c in lengths)
+    if total > len(STARTERS):
+        raise InterpError(f"at most {len(STARTERS)} prefixes can be generated, asked for {total}")
+    rng = random.Random(seed)
+    starters = rng.sample(STARTERS, total)
+    out: list[str] = []
+    i = 0
+    for n_tok, count in lengths:
+        if n_tok < 2:
+            raise InterpError(f"prefix length must be at least 2 tokens, got {n_tok}")
+        group = starters[i : i + int(count)]
+        i += int(count)
+        new = interp.greedy_generate(model, group, max_new_tokens=int(n_tok) - 1, stop_at_eos=False, desc="prefixes")
+        for s, ids in zip(group, new):
+            text = (s + model.tokenizer.decode(ids)).replace("{", " ").replace("}", " ").replace("\n", " ")
+            out.append(" ".join(text.split()) + ". ")
+    return out
+
+
+@dataclass
+class RequestKeys:
+    """Keys of a batch of requests at one layer.
+
+    Attributes:
+        k_u: unprefixed keys, bare prompt.
+        k_bar: prefixed keys, averaged over the contexts (bare prompt included when asked).
+        k_ctx: the key under each context ``[n, context, d_mlp]``.
+        w_k_u: the output-matrix result at the bare prompt, ``W k^u + b``.
+        w_k_bar: the average of ``W k + b`` over the contexts (``W k̄ + b``).
+        positions: subject's last-token position in the bare prompt.
+        contexts: the contexts used for k̄ (``""`` is the bare prompt).
+    """
+
+    k_u: Float[torch.Tensor, "n d_mlp"]
+    k_bar: Float[torch.Tensor, "n d_mlp"]
+    k_ctx: Float[torch.Tensor, "n context d_mlp"]
+    w_k_u: Float[torch.Tensor, "n d_model"]
+    w_k_bar: Float[torch.Tensor, "n d_model"]
+    positions: list[int]
+    contexts: list[str]
+
+
+def compute_keys(
+    model: Model,
+    requests: Sequence[EditRequest],
+    layer: int,
+    prefixes: Sequence[str],
+    include_bare: bool = True,
+    batch_size: int = 32,
+) -> RequestKeys:
+    """k^u and k̄ of each request at ``layer`` (ROME's ``compute_u`` before the C^-1 step).
+
+    Args:
+        model: the model handle.
+        requests: the edit requests.
+        layer: the edited MLP layer.
+        prefixes: generated prefixes (see :func:`generate_prefixes`).
+        include_bare: average the bare prompt into k̄ too, as the ROME code does (its context
+            templates start with ``"{}"``).
+        batch_size: prompts per forward pass.
+
+    Returns:
+        The keys, one row per request.
+    """
+    if not requests:
+        raise InterpError("no requests to compute keys for")
+    if not (0 <= layer < model.n_layers):
+        raise InterpError(f"layer {layer} out of range for {model.n_layers} layers")
+    contexts = ([""] if include_bare else []) + list(prefixes)
+    if not contexts:
+        raise InterpError("k̄ needs at least one context")
+    all_ctx = [""] + contexts
+    toks, pos = [], []
+    for r in requests:
+        for c in all_ctx:
+            ids, p = subject_last_position(model, c, r.prompt, r.subject)
+            toks.append(ids)
+            pos.append([p])
+    hk, hv = key_hook(layer), value_hook(layer)
+    cap = interp.capture(
+        model, toks, hooks=[hk, hv], positions=pos, batch_size=batch_size, desc=f"keys L{layer}", stop_at_layer=layer + 1
+    )
+    n, m = len(requests), len(all_ctx)
+    k = cap.acts[hk][:, 0].float().reshape(n, m, -1)
+    v = cap.acts[hv][:, 0].float().reshape(n, m, -1)
+    return RequestKeys(
+        k_u=k[:, 0],
+        k_bar=k[:, 1:].mean(1),
+        k_ctx=k[:, 1:],
+        w_k_u=v[:, 0],
+        w_k_bar=v[:, 1:].mean(1),
+        positions=[pos[i * m][0] for i in range(n)],
+        contexts=contexts,
+    )

@@ -1,0 +1,29 @@
+import io
+
+import pytest
+
+from interp.cli import main
+from interp.errors import InterpError
+from interp.recall.cli import ablate_final_heads
+
+
+def test_given_heads_print_the_table(tiny_models):
+    m = tiny_models["gpt2"]
+    out = io.StringIO()
+    assert ablate_final_heads(m, heads="2.0,2.1", quick=True, relations=["country_capital"], shots=2, out=out) == 0
+    text = out.getvalue()
+    assert "2.0, 2.1" in text and "zero-shot" in text and "2-shot" in text
+
+
+def test_auto_heads(tiny_models):
+    out = io.StringIO()
+    assert ablate_final_heads(tiny_models["llama"], heads="auto", quick=True, relations=["element_symbol"], out=out) == 0
+    assert "chosen on train facts" in out.getvalue()
+
+
+def test_bad_heads_are_one_line_errors(tiny_models, capsys):
+    with pytest.raises(InterpError, match="LAYER.HEAD"):
+        ablate_final_heads(tiny_models["llama"], heads="last")
+    assert main(["ablate-final-heads", "--model", "smollm2-135m", "--heads", "29.99"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and "head out of range" in err[-1]

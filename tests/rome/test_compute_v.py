@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from interp.errors import InterpError
+from interp.rome.compute_u import compute_keys
+from interp.rome.compute_v import compute_v, frozen_weights
+from interp.rome.requests import EditRequest
+
+REQ = EditRequest(0, "r", "{} lives in", "Abc", " x", " yz")
+
+
+def test_v_star_lowers_the_new_object_nll(tiny):
+    m = tiny
+    flags = [p.requires_grad for p in m.hf_model.parameters()]
+    vs = compute_v(m, REQ, 1, ["", "Hi. "], steps=10, lr=1.0, clamp_norm_factor=100.0)
+    assert vs.steps == 10 and len(vs.nll) == 10
+    assert vs.nll[-1] < vs.nll[0] - 0.03  # random tiny models saturate; the real model drops by nats
+    assert vs.delta.norm() <= 100.0 * vs.v0.norm() + 1e-4
+    assert [p.requires_grad for p in m.hf_model.parameters()] == flags
+    keys = compute_keys(m, [REQ], 1, ["Hi. "])
+    torch.testing.assert_close(vs.v0, keys.w_k_u[0], atol=1e-4, rtol=1e-4)
+
+
+def test_clamp_and_early_stop(tiny_models):
+    m = tiny_models["llama"]
+    tight = compute_v(m, REQ, 1, [""], steps=5, lr=5.0, clamp_norm_factor=0.1)
+    assert tight.delta.norm() <= 0.1 * tight.v0.norm() + 1e-5
+    early = compute_v(m, REQ, 1, [""], steps=5, early_stop_loss=1e9)
+    assert early.steps == 1 and torch.count_nonzero(early.delta) == 0
+
+
+def test_frozen_weights_restores_on_error(tiny_models):
+    m = tiny_models["opt"]
+    with pytest.raises(RuntimeError):
+        with frozen_weights(m):
+            assert not any(p.requires_grad for p in m.hf_model.parameters())
+            raise RuntimeError("boom")
+    assert all(p.requires_grad for p in m.hf_model.parameters())
+
+
+def test_compute_v_errors(tiny_models):
+    m = tiny_models["llama"]
+    with pytest.raises(InterpError):
+        compute_v(m, REQ, 1, ["Hi. "])
+    with pytest.raises(InterpError):
+        compute_v(m, REQ, 1, [""], steps=0)
+
+
+@pytest.mark.real_model
+def test_v_star_makes_smollm_state_the_new_object(smollm):
+    req = EditRequest(0, "r", "The capital city of {} is", "France", " Paris", " Rome")
+    vs = compute_v(smollm, req, 6, [""], steps=20)
+    assert vs.nll[-1] < 0.5 * vs.nll[0]

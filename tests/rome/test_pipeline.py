@@ -1,0 +1,51 @@
+import json
+
+import pandas as pd
+import pytest
+
+from interp.errors import InterpError
+from interp.results import Run
+from interp.rome import pipeline
+
+SMALL = dict(
+    n_requests=3, v_contexts=1, v_steps=3, prefix_lengths=[[3, 2]], cov_corpus="generic", cov_samples=10,
+    cov_max_tokens=32, cov_ridge=1e-3, ppl_generic=2, ppl_max_tokens=16, ppl_generations=2, ppl_gen_tokens=4,
+    first_token_texts=3, first_token_layer_step=1, layer=1,
+)
+
+
+def test_pipeline_runs_end_to_end_on_a_tiny_model(tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
+    m = tiny_models["llama"]
+    run = Run(tmp_path / "out", "rome", model=m, params=SMALL)
+    s = pipeline.run(m, run, quick=False, **SMALL)
+    for k in ("n_requests", "layer", "collapse_rate_rome", "collapse_rate_consistent", "collapse_rate_consistent_prefix",
+              "efficacy_rome", "efficacy_consistent_prefix", "denominator_median_collapse", "denominator_median_normal"):
+        assert k in s
+    assert s["n_requests"] == 3 and s["layer"] == 1
+    edits = pd.read_csv(tmp_path / "out/rome/tables/edits.csv")
+    assert len(edits) == 9 and set(edits.variant) == {"rome", "consistent", "consistent_prefix"}
+    on_disk = json.loads((tmp_path / "out/rome/summary.json").read_text())
+    assert on_disk["n_requests"] == 3
+    for f in ("denominator_vs_numerator", "perplexity_before_after", "first_token_projection", "covariance_convergence"):
+        assert (tmp_path / f"out/rome/figures/{f}.html").is_file()
+    again = pipeline.run(m, run, quick=False, **SMALL)
+    assert again["efficacy_rome"] == s["efficacy_rome"] and run.stage_times["edit_0"]["resumed"]
+
+
+def test_parameters_are_checked(tiny_models, tmp_path):
+    m = tiny_models["llama"]
+    run = Run(tmp_path / "out", "rome", model=m)
+    with pytest.raises(InterpError):
+        pipeline.run(m, run, nonsense=1)
+    with pytest.raises(InterpError):
+        pipeline.run(m, run, layer=99)
+    assert pipeline.default_layer(m) in range(m.n_layers)
+    assert set(pipeline.QUICK) <= set(pipeline.DEFAULTS)
+
+
+def test_default_layer_for_smollm_shape():
+    class M:
+        n_layers = 30
+
+    assert pipeline.default_layer(M()) == 6
