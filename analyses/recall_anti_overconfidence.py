@@ -22,10 +22,11 @@ if __name__ == "__main__":
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--out", default="figures")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--relations", default=None, help="comma-separated relation names (default: all)")
     ap.add_argument("--corpus", default=None, help="text file/folder for token counts (default: model-based frequency)")
     args = ap.parse_args()
     model = interp.load_model(args.model)
-    p = pipeline.resolve_params({}, args.quick)
+    p = pipeline.resolve_params({"relations": args.relations}, args.quick)
     run = Run(args.out, "recall_anti_overconfidence", model=model, params=dict(p, quick=args.quick, corpus=args.corpus))
     layers = list(range(model.n_layers - p["final_layers"], model.n_layers))
     with torch.no_grad():

@@ -5,6 +5,7 @@
 
 import argparse
 
+import pandas as pd
 import torch
 
 import interp
@@ -18,14 +19,14 @@ if __name__ == "__main__":
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--out", default="figures")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--relations", default=None, help="comma-separated relation names (default: all)")
     args = ap.parse_args()
     model = interp.load_model(args.model)
-    p = pipeline.resolve_params({}, args.quick)
+    p = pipeline.resolve_params({"relations": args.relations}, args.quick)
     run = Run(args.out, "recall_logit_lens", model=model, params=dict(p, quick=args.quick))
     with torch.no_grad():
         zero, few, _, _, kz, kf = pipeline.prepare(model, run, p)
-        table = logit_lens_table(model, zero, kz)
-        table = table._append(logit_lens_table(model, few, kf), ignore_index=True)
+        table = pd.concat([logit_lens_table(model, zero, kz), logit_lens_table(model, few, kf)], ignore_index=True)
     run.table("logit_lens", table)
     run.table("logit_lens_drop", final_drop(table))
     run.figure("logit_lens", logit_lens_figure(table, model.spec))

@@ -22,9 +22,10 @@ if __name__ == "__main__":
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--out", default="figures")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--relations", default=None, help="comma-separated relation names (default: all)")
     args = ap.parse_args()
     model = interp.load_model(args.model)
-    p = pipeline.resolve_params({}, args.quick)
+    p = pipeline.resolve_params({"relations": args.relations}, args.quick)
     run = Run(args.out, "recall_mitigation", model=model, params=dict(p, quick=args.quick))
     with torch.no_grad():
         zero, few, _, _, _, _ = pipeline.prepare(model, run, p)

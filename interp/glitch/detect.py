@@ -132,9 +132,10 @@ def glitch_prober(
     degree: int = 3,
     C: float = 1.0,
     class_weight: Optional[str] = "balanced",
+    decision_threshold: float = 0.0,
     max_new_tokens: int = 10,
     oracle_batch_size: int = 256,
-    feature_batch_size: int = 256,
+    feature_batch_size: int = 32,
     chunk_size: int = 4096,
     template: Optional[RepeatTemplate] = None,
     labeller: Optional[Any] = None,
@@ -159,6 +160,8 @@ def glitch_prober(
         degree: polynomial kernel degree.
         C: SVM regularisation.
         class_weight: SVM class weights.
+        decision_threshold: tokens whose SVM decision value exceeds this are verified (0 is the
+            SVM's own boundary; lower values trade oracle calls for recall).
         max_new_tokens: oracle reply length.
         oracle_batch_size: oracle generation batch size.
         feature_batch_size: capture batch size.
@@ -248,7 +251,7 @@ def glitch_prober(
     timings["features"] = t_feat
     timings["prediction"] = t_pred
     predicted = np.zeros(len(cand), dtype=bool)
-    predicted[rest] = scores[rest] > 0
+    predicted[rest] = scores[rest] > decision_threshold
 
     oracle_cls = np.full(len(cand), "", dtype=object)
     oracle_cls[sample_pos] = sample_cls
@@ -267,7 +270,8 @@ def glitch_prober(
     })
     settings = dict(sample_ratio=sample_ratio, distance_sample=distance_sample, n_key_layers=n_key_layers,
                     key_layer_fraction=key_layer_fraction, kinds=list(kinds), position=position, n_components=n_components,
-                    kernel=kernel, degree=degree, C=C, class_weight=class_weight, max_new_tokens=max_new_tokens, seed=seed,
+                    kernel=kernel, degree=degree, C=C, class_weight=class_weight, decision_threshold=decision_threshold,
+                    max_new_tokens=max_new_tokens, seed=seed,
                     template=tpl.describe(), labeller="oracle" if labeller is None else "lookup")
     return Detection(table, chosen, distances, projection, timings, excluded, detector, settings)
 

@@ -26,8 +26,8 @@ def layer_distance_figure(distances: pd.DataFrame, key_layers: Sequence[int], mo
     for L in key_layers:
         fig.add_vrect(x0=L - 0.5, x1=L + 0.5, fillcolor="orange", opacity=0.15, line_width=0)
     fig.update_layout(
-        title=f"Glitch vs normal tokens: per-layer Wasserstein distance ({model_name}; shaded: key layers)",
-        xaxis_title="layer", yaxis_title="mean standardised Wasserstein-1 distance", template="plotly_white",
+        title=f"Glitch vs normal tokens: per-layer Wasserstein distance ({model_name})",
+        xaxis_title="layer (shaded: key layers)", yaxis_title="mean standardised Wasserstein-1 distance", template="plotly_white",
         width=900, height=480, legend_title="feature",
     )
     return fig

@@ -43,9 +43,11 @@ DEFAULTS: dict[str, Any] = {
     "degree": 3,
     "C": 1.0,
     "class_weight": "balanced",
+    "decision_threshold": 0.0,
+    "threshold_sweep": "-1.0,-0.75,-0.5,-0.25,0.0,0.25,0.5",
     "max_new_tokens": 10,
     "oracle_batch_size": 128,
-    "feature_batch_size": 256,
+    "feature_batch_size": 32,
     "oracle": "auto",
     "ground_truth_dir": "",
     "quick_vocab": 4096,
@@ -115,6 +117,30 @@ def sample_ratio_sweep(
     return pd.DataFrame(rows)
 
 
+def threshold_sweep(table: pd.DataFrame, is_glitch: np.ndarray, thresholds: list[float]) -> pd.DataFrame:
+    """Recall and oracle cost if every token with an SVM decision value above a threshold were verified.
+
+    Args:
+        table: the detection table (``in_sample``, ``score``).
+        is_glitch: ground truth per row.
+        thresholds: decision thresholds to try.
+
+    Returns:
+        Columns ``threshold, n_predicted, recall, precision_svm, cost_ratio``.
+    """
+    samp = table.in_sample.to_numpy()
+    score = table.score.to_numpy()
+    total = int(is_glitch.sum())
+    rows = []
+    for t in thresholds:
+        pred = ~samp & (score > t)
+        found = int((is_glitch & samp).sum() + (is_glitch & pred).sum())
+        rows.append({"threshold": t, "n_predicted": int(pred.sum()), "recall": found / total if total else 0.0,
+                     "precision_svm": float((is_glitch & pred).sum() / pred.sum()) if pred.sum() else 0.0,
+                     "cost_ratio": (int(samp.sum()) + int(pred.sum())) / len(table)})
+    return pd.DataFrame(rows)
+
+
 def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str, Any]:
     """Run the whole analysis into ``run`` and return the summary numbers (see module docstring)."""
     p = {**DEFAULTS, **params}
@@ -163,7 +189,8 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
         model, vocab.tolist(), sample_ratio=p["sample_ratio"], distance_sample=p["distance_sample"],
         n_key_layers=p["n_key_layers"] or None, key_layer_fraction=p["key_layer_fraction"], kinds=kinds,
         position=p["position"], n_components=p["n_components"], kernel=p["kernel"], degree=p["degree"], C=p["C"],
-        class_weight=p["class_weight"] or None, max_new_tokens=p["max_new_tokens"],
+        class_weight=p["class_weight"] or None, decision_threshold=float(p["decision_threshold"]),
+        max_new_tokens=p["max_new_tokens"],
         oracle_batch_size=p["oracle_batch_size"], feature_batch_size=p["feature_batch_size"], template=tpl,
         labeller=lookup if oracle_mode == "stored" else None, seed=seed), key=[vocab.tolist()[:8], len(vocab), oracle_mode])
     tab = det.table
@@ -233,6 +260,8 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
         det.projection, is_glitch, _ratios(p["sweep_ratios"]), kernel=p["kernel"], degree=p["degree"], C=p["C"],
         class_weight=p["class_weight"] or None, seed=seed), key=[len(vocab)])
 
+    thr = threshold_sweep(tab, is_glitch, sorted(float(x) for x in str(p["threshold_sweep"]).split(",") if x.strip()))
+
     # repair --------------------------------------------------------------------------------------
     rep = run.stage("repair", lambda: _repair(model, tpl, det, gt_cls, p, quick, seed), key=[len(vocab), quick])
     summary.update({k: v for k, v in rep.items() if not isinstance(v, pd.DataFrame)})
@@ -251,6 +280,7 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
     dist["key_layer"] = dist.layer.isin(det.key_layers)
     run.table("layer_distances", dist)
     run.table("sample_ratio_sweep", sweep)
+    run.table("threshold_sweep", thr)
     methods = pd.DataFrame(
         [{"method": "exhaustive search", "stage": "oracle", "seconds": time_exhaustive, "recall": 1.0}]
         + [{"method": "GlitchProber", "stage": k, "seconds": v, "recall": scores["recall"]} for k, v in timings.items()]
@@ -258,8 +288,7 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
            {"method": "random sampling (same time)", "stage": "oracle", "seconds": n_random * per_token_s, "recall": rnd["recall"]}]
     )
     run.table("method_times", methods)
-    run.table("repair", rep["table"]) if "table" in rep else None
-    summary.pop("table", None)
+    run.table("repair", rep["table"])
 
     # figures -------------------------------------------------------------------------------------
     name = model.spec

@@ -16,23 +16,23 @@ import json
 import os
 import platform
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
 import pandas as pd
 
 from interp.errors import InterpError
 from interp.glitch.oracle import RepeatTemplate, repeat_oracle, repeat_template
 from interp.model import Model
 
-DATA_PACKAGE = "interp.data.glitch"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "glitch"
 GROUND_TRUTH_COLUMNS = ["token_id", "token", "cls", "generated"]
 
 
 def ground_truth_paths(spec: str, folder: Union[None, str, Path] = None) -> tuple[Path, Path]:
     """Where the ground truth of ``spec`` lives: ``(csv.gz, json)`` (package data by default)."""
-    base = Path(folder) if folder is not None else Path(str(resources.files(DATA_PACKAGE)))
+    base = Path(folder) if folder is not None else DATA_DIR
     return base / f"{spec}_ground_truth.csv.gz", base / f"{spec}_ground_truth.json"
 
 
@@ -80,6 +80,7 @@ def exhaustive_scan(
     out_folder: Union[None, str, Path] = None,
     limit: Optional[int] = None,
     shard: tuple[int, int] = (0, 1),
+    note: str = "",
     log: Optional[Any] = None,
 ) -> Optional[tuple[pd.DataFrame, dict[str, Any]]]:
     """Run the repeat oracle over every vocabulary id, chunk by chunk, resuming finished chunks.
@@ -95,6 +96,7 @@ def exhaustive_scan(
         limit: scan only ids ``0 .. limit-1`` (for trying the scan out).
         shard: ``(i, n)``: this process scans chunks ``i, i+n, ...`` (several processes share a
             scan; the one that finds every chunk done writes the ground truth).
+        note: a remark stored in the JSON (how the scan was run).
         log: a writable text stream for progress lines.
 
     Returns:
@@ -134,6 +136,9 @@ def exhaustive_scan(
     if not settings:
         settings = repeat_oracle(model, [], max_new_tokens=max_new_tokens, batch_size=batch_size, template=tpl).settings
     oracle_seconds = float(full.seconds.sum())
+    stamps = [(work / f"chunk_{s:06d}.csv.gz").stat().st_mtime for s in starts]
+    first = int(np.argmin(stamps))
+    elapsed = max(stamps) - min(stamps) + float(parts[first].seconds.sum())
     meta = {
         "model": model.spec,
         "weight_hash": model.weight_hash,
@@ -146,6 +151,9 @@ def exhaustive_scan(
         "wall_time_note": "sum of the oracle's generation time over chunks (model loading and file I/O excluded); "
         "the 2-core machine was shared with other jobs during the scan (mean 1-min load average at chunk "
         f"start: {full.groupby(full.token_id // chunk_size).load.first().mean():.2f})",
+        "elapsed_wall_s": elapsed,
+        "elapsed_note": "first chunk's start to last chunk's end (chunk file times), with every process that shared the scan",
+        "note": note,
         "chunk_size": chunk_size,
         "threads": int(__import__("torch").get_num_threads()),
         "versions": _versions(),
@@ -176,11 +184,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--max-new-tokens", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--shard", default="0/1", help="i/n: scan every n-th chunk starting at i")
+    ap.add_argument("--note", default="", help="a remark stored in the JSON")
     a = ap.parse_args(argv)
     i, n = (int(x) for x in a.shard.split("/"))
     model = load_model(a.model)
     done = exhaustive_scan(model, a.work, chunk_size=a.chunk_size, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
-                           out_folder=a.out, limit=a.limit, shard=(i, n), log=sys.stdout)
+                           out_folder=a.out, limit=a.limit, shard=(i, n), note=a.note, log=sys.stdout)
     if done is None:
         print("shard finished; other chunks still missing")
     else:

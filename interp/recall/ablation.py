@@ -80,6 +80,12 @@ def ablation_hooks(
     """The forward hooks that ablate ``heads`` (see the module docstring for the arguments)."""
     if mode not in MODES:
         raise InterpError(f"ablation mode must be one of {MODES}, not {mode!r}")
+    if isinstance(heads, str) and heads.strip().lower() == "auto":
+        from interp.recall.cli import auto_suppressor_heads
+
+        heads = auto_suppressor_heads(model, quick=True)
+        if not heads:
+            return []
     if positions not in ("all", "last"):
         raise InterpError(f"positions must be 'all' or 'last', not {positions!r}")
     hs = parse_heads(model, heads)
@@ -141,7 +147,9 @@ def ablate_heads(
 
     Args:
         model: the model.
-        heads: ``"L.H,L.H"`` or a list of ``"L.H"`` / ``(L, H)``.
+        heads: ``"L.H,L.H"``, a list of ``"L.H"`` / ``(L, H)``, or ``"auto"``: the final-layer
+            suppressor heads chosen on the train facts (:func:`interp.recall.cli.auto_suppressor_heads`,
+            quick setting; this runs the model first).
         mode: ``"zero"``, ``"mean"`` or ``"scale"``.
         means: for ``"mean"``: layer -> ``[head, d_head]`` (or ``[n_prompts, head, d_head]``).
         scale: for ``"scale"``: the factor on the heads' outputs.

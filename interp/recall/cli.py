@@ -15,6 +15,32 @@ from interp.recall.facts import build_prompts, load_relations
 from interp.recall.mitigation import mitigation_table, select_suppressor_heads
 
 
+def auto_suppressor_heads(
+    model: Model, quick: bool = False, shots: int = 3, relations: Optional[Sequence[str]] = None
+) -> list[Head]:
+    """The final-layer heads that suppress correct answers, chosen on the packaged train facts.
+
+    Args:
+        model: the model.
+        quick: first 16 facts per relation, canonical template only (otherwise all facts, 3 templates).
+        shots: demonstrations in the few-shot prompts (zero- and few-shot train prompts are pooled).
+        relations: relation names (default: all).
+
+    Returns:
+        The heads (possibly none), for :func:`interp.recall.ablate_heads`.
+    """
+    rels = load_relations(relations)
+    templates, max_facts = ([0], 16) if quick else ([0, 1, 2], None)
+    last = model.n_layers - 1
+    train = []
+    with torch.no_grad():
+        for s in (0, shots):
+            ps = build_prompts(model, rels, shots=s, templates=templates, max_facts=max_facts, split="train")
+            train.append(collect_activations(model, ps, layers=[last]))
+        chosen, _ = select_suppressor_heads(model, train)
+    return chosen
+
+
 def ablate_final_heads(
     model: Model,
     heads: Union[str, Sequence[Union[str, Head]]] = "auto",
@@ -55,11 +81,7 @@ def _ablate_final_heads(model: Model, heads: Union[str, Sequence[Union[str, Head
     max_facts = 16 if quick else None
     last = model.n_layers - 1
     if auto:
-        train = []
-        for s in (0, shots):
-            ps = build_prompts(model, rels, shots=s, templates=templates, max_facts=max_facts, split="train")
-            train.append(collect_activations(model, ps, layers=[last]))
-        chosen, _ = select_suppressor_heads(model, train)
+        chosen = auto_suppressor_heads(model, quick=quick, shots=shots, relations=relations)
     test = {}
     for label, s in (("zero-shot", 0), (f"{shots}-shot", shots)):
         ps = build_prompts(model, rels, shots=s, templates=templates, max_facts=max_facts, split="test")

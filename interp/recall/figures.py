@@ -58,7 +58,8 @@ def argument_heads_figure(scores: pd.DataFrame, top: list[str], model_name: str)
     fig.update_yaxes(title_text="mean DLA onto argument token (logits)", row=1, col=2)
     fig.update_layout(title=f"Argument-passing heads — {model_name}<br><sup>score = mean attention to the argument × "
                             "max(mean DLA onto the argument's token, 0); zero-shot, known facts, relations pooled</sup>",
-                      width=1300, height=650, margin=dict(t=110), legend=dict(x=0.45, y=0.98, bgcolor="rgba(255,255,255,0.7)"))
+                      width=1300, height=650, margin=dict(t=110), legend=dict(x=0.99, y=0.02, xanchor="right", yanchor="bottom",
+                                                                       bgcolor="rgba(255,255,255,0.7)"))
     return fig
 
 

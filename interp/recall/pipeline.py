@@ -15,7 +15,7 @@ Stages, each stored so an interrupted run resumes:
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,6 +73,10 @@ def _resolve(params: dict[str, Any], quick: bool) -> dict[str, Any]:
         raise InterpError("top_k_heads must be at least 1")
     if int(out["final_layers"]) < 1:
         raise InterpError("final_layers must be at least 1")
+    if out["analyse"] not in ("known", "all"):
+        raise InterpError(f"analyse must be 'known' or 'all', not {out['analyse']!r}")
+    if out["mitigation_mode"] not in ("zero", "scale", "mean"):
+        raise InterpError(f"mitigation_mode must be zero, scale or mean, not {out['mitigation_mode']!r}")
     return out
 
 
@@ -128,8 +132,6 @@ def prepare(model: Model, run: Any, p: dict[str, Any]) -> tuple[RecallActivation
     zero, few = acts["zero"], acts["few"]
     known = _known(zero)
     ft = facts_table(model, zero, few)
-    if p["analyse"] not in ("known", "all"):
-        raise InterpError(f"analyse must be 'known' or 'all', not {p['analyse']!r}")
     scope = known if p["analyse"] == "known" else {(f.relation, f.index) for f in zero.prompts.facts}
     if not scope:
         raise InterpError(f"{model.spec} knows none of the facts (no answer is the argmax); nothing to analyse "

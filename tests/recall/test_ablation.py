@@ -66,3 +66,24 @@ def test_bad_modes(tiny_models):
     with pytest.raises(InterpError, match="needs means"):
         with ablate_heads(m, "1.0", mode="mean"):
             pass
+
+
+def test_bridge_generate_sees_the_ablation(tiny_models):
+    m = tiny_models["llama"]
+    toks = m.to_tokens("The capital of France is")
+    kw = dict(max_new_tokens=1, do_sample=False, verbose=False, return_type="tokens")
+    heads = "1.0,1.1,1.2,1.3,2.0,2.1,2.2,2.3"
+    base_next = int(m.forward(toks)[0, -1].argmax())
+    with ablate_heads(m, heads, mode="scale", scale=-4.0):
+        ablated_next = int(m.forward(toks)[0, -1].argmax())
+        generated = m.bridge.generate(toks, **kw)
+    assert ablated_next != base_next
+    assert int(generated[0, -1]) == ablated_next
+    assert int(m.bridge.generate(toks, **kw)[0, -1]) == base_next
+
+
+def test_auto_heads_context_manager(tiny_models):
+    m = tiny_models["gemma3"]
+    with ablate_heads(m, "auto") as mm:
+        out = interp.greedy_generate(mm, ["The capital of France is"], max_new_tokens=2)
+    assert len(out[0]) == 2

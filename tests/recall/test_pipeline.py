@@ -33,4 +33,6 @@ def test_bad_parameters(tiny_models, tmp_path):
     with pytest.raises(InterpError, match="top_k_heads"):
         pipeline.run(m, run, quick=True, top_k_heads=0)
     with pytest.raises(InterpError, match="analyse"):
-        pipeline.run(m, run, quick=True, relations=["country_capital"], max_facts=2, analyse="some")
+        pipeline.run(m, run, quick=True, analyse="some")
+    with pytest.raises(InterpError, match="mitigation_mode"):
+        pipeline.run(m, run, quick=True, mitigation_mode="delete")
