@@ -50,23 +50,29 @@ _BATCH: contextvars.ContextVar[Optional["BatchInfo"]] = contextvars.ContextVar("
 class BatchInfo:
     """What the batch now running looks like, for intervention hooks that need positions.
 
-    Hook tensors cover only the non-prefix tokens; ``offset`` is the prefix length.
+    Hook tensors cover only the non-prefix tokens; ``offset`` is the prefix length. The shared
+    prefix itself runs once, before any batch, with ``phase == "prefix"``: hooks that edit "the
+    prompt's last position" should leave that pass alone.
 
     Attributes:
         lengths: full length (prefix + prompt) of each row.
         offset: number of prefix tokens held in the key/value cache (0 without a prefix).
         last: index, in the hook tensor's position axis, of each row's last real token.
         rows: indices of the rows in the caller's input order.
+        phase: ``"prefix"`` (the shared prefix), ``"prompt"`` (the prompts) or ``"decode"`` (one new
+            token per row, during :func:`interp.greedy_generate`).
     """
 
     lengths: torch.Tensor
     offset: int
     last: torch.Tensor
     rows: torch.Tensor
+    phase: str = "prompt"
 
 
 def current_batch() -> Optional[BatchInfo]:
-    """The :class:`BatchInfo` of the batch being run by :func:`capture` (None outside one)."""
+    """The :class:`BatchInfo` of the forward pass being run by :func:`capture` or
+    :func:`interp.greedy_generate` (None outside them)."""
     return _BATCH.get()
 
 
@@ -157,8 +163,13 @@ def _prefix_cache(model: Model, prefix_ids: list[int], want_k_layers: list[int])
 
         hooks.append((f"blocks.{L}.attn.hook_k", save_k))
     ids = torch.tensor([prefix_ids], device=model.device)
-    with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
-        _, cache = model.bridge(ids, return_type="logits_and_cache", logits_to_keep=1)
+    P = len(prefix_ids)
+    token = _BATCH.set(BatchInfo(torch.tensor([P]), 0, torch.tensor([P - 1]), torch.zeros(0, dtype=torch.long), "prefix"))
+    try:
+        with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
+            _, cache = model.bridge(ids, return_type="logits_and_cache", logits_to_keep=1)
+    finally:
+        _BATCH.reset(token)
     return cache, keys
 
 

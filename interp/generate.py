@@ -4,7 +4,8 @@ Prompts are left-padded (the bridge derives position ids from the attention mask
 generates exactly what it would alone). A row leaves the batch when it emits EOS or when
 ``stop(row, new_tokens)`` says it is decided, so a vocabulary-wide oracle pays only for the tokens
 it needs. Active forward hooks (``with model.hooks(...)``) apply to every step, which is how repairs
-and ablations are applied to generation.
+and ablations are applied to generation; :func:`interp.current_batch` tells them which pass is
+running (the shared prefix, the prompts, or a decoding step) and where each row's last token is.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
-from interp.capture import _as_token_lists, _expand_cache, _prefix_cache
+from interp.capture import _BATCH, BatchInfo, _as_token_lists, _expand_cache, _prefix_cache
 from interp.errors import InterpError
 from interp.model import Model
 
@@ -83,7 +84,14 @@ def greedy_generate(
                 kw = {"attention_mask": mask, "return_type": "logits_and_cache", "logits_to_keep": 1}
                 if cache is not None:
                     kw["past_key_values"] = cache
-                logits, cache = model.bridge(step_ids, **kw)
+                # hooks see where each row's last token is: the left-padded prompt's end, then the new token
+                info = BatchInfo(mask.sum(1).cpu(), P, torch.full((len(alive),), step_ids.shape[1] - 1),
+                                 torch.tensor(alive), "prompt" if step == 0 else "decode")
+                token = _BATCH.set(info)
+                try:
+                    logits, cache = model.bridge(step_ids, **kw)
+                finally:
+                    _BATCH.reset(token)
                 nxt = logits[:, -1].argmax(-1)
                 keep = []
                 for j, i in enumerate(alive):

@@ -250,13 +250,11 @@ def render_pngs(items: list[tuple[Any, Path]]) -> None:
         return
     figs = [f for f, _ in items]
     paths = [p for _, p in items]
-    for f in figs:
-        if f.layout.width is None:
-            f.update_layout(width=1000)
-        if f.layout.height is None:
-            f.update_layout(height=620)
+    # write_images ignores the layout's size (it renders 700x500) unless sizes are passed explicitly
+    widths = [int(f.layout.width or 1000) for f in figs]
+    heights = [int(f.layout.height or 620) for f in figs]
     try:
-        pio.write_images(figs, paths, scale=1)
+        pio.write_images(figs, paths, scale=1, width=widths, height=heights)
     except Exception as e:  # noqa: BLE001
         raise InterpError(
             f"PNG export failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); kaleido needs "

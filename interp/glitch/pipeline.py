@@ -335,10 +335,9 @@ def _repair(model: Model, tpl, det: Detection, gt_cls: dict[int, str], p: dict[s
             return repeat_oracle(model, ids, max_new_tokens=p["max_new_tokens"], batch_size=p["oracle_batch_size"],
                                  template=tpl).table
 
-    skip = len(tpl.prefix_ids)
     control = oracle([])
-    adaptive = oracle(repair_hooks(model, plan, skip_prefix_len=skip))
-    fixed = oracle(repair_hooks(model, rule, skip_prefix_len=skip))
+    adaptive = oracle(repair_hooks(model, plan))
+    fixed = oracle(repair_hooks(model, rule))
     table = pd.DataFrame({"token_id": ids, "group": kind, "control": control.cls, "repaired": adaptive.cls,
                           "rule_based": fixed.cls, "control_reply": control.generated,
                           "repaired_reply": adaptive.generated, "rule_based_reply": fixed.generated})

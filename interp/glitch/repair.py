@@ -149,16 +149,16 @@ def key_neurons(
     return RepairPlan(out, kind, threshold)
 
 
-def _repair_fn(k: KeyNeurons, threshold: float, skip_len: Optional[int]) -> Callable:
+def _repair_fn(k: KeyNeurons, threshold: float) -> Callable:
     always = torch.as_tensor(k.always, dtype=torch.long)
     never = torch.as_tensor(k.never, dtype=torch.long)
     beta = torch.as_tensor(k.beta)
     alpha = torch.as_tensor(k.alpha)
 
     def repair(x: torch.Tensor, hook) -> torch.Tensor:
-        if skip_len is not None and x.shape[0] == 1 and x.shape[1] == skip_len:
-            return x
         info = current_batch()
+        if info is not None and info.phase == "prefix":
+            return x  # the shared template prefix: its last token is not the prompt's
         rows = torch.arange(x.shape[0], device=x.device)
         last = info.last.to(x.device) if info is not None else torch.full_like(rows, x.shape[1] - 1)
         v = x[rows, last]
@@ -177,15 +177,12 @@ def _repair_fn(k: KeyNeurons, threshold: float, skip_len: Optional[int]) -> Call
     return repair
 
 
-def repair_hooks(model: Model, plan: RepairPlan, skip_prefix_len: Optional[int] = None) -> list[tuple[str, Callable]]:
+def repair_hooks(model: Model, plan: RepairPlan) -> list[tuple[str, Callable]]:
     """Forward hooks that apply a repair plan at the last position; use with ``model.hooks(...)``.
 
     Args:
         model: the model handle.
         plan: from :func:`key_neurons` (or its :meth:`RepairPlan.rule_based`).
-        skip_prefix_len: leave alone a forward pass over exactly one row of this many tokens (the
-            shared prefix that :func:`interp.greedy_generate` runs once under the active hooks; its
-            last token is not the prompt's last position).
 
     Returns:
         ``[(hook_name, fn), ...]``.
@@ -195,5 +192,5 @@ def repair_hooks(model: Model, plan: RepairPlan, skip_prefix_len: Optional[int] 
         name = model.hook(plan.kind, k.layer)
         if name is None:
             raise InterpError(f"{model.spec} has no {plan.kind} hook")
-        hooks.append((name, _repair_fn(k, plan.threshold, skip_prefix_len)))
+        hooks.append((name, _repair_fn(k, plan.threshold)))
     return hooks

@@ -102,6 +102,10 @@ def ablation_hooks(
         mean_L = means[L] if mode == "mean" and means is not None else None
 
         def fn(z, hook, idx=idx, mean_L=mean_L):
+            if positions != "all":
+                info = current_batch()
+                if info is not None and info.phase == "prefix":
+                    return z  # a shared prefix's last token is not the prompt's last position
             z = z.clone()
             ix = idx.to(z.device)
             if positions == "all":

@@ -44,3 +44,24 @@ def test_prefix_and_stop():
 def test_real_model_chat_answer(smollm):
     out = interp.greedy_generate(smollm, [smollm.chat_prompt("What is the capital of France?")], 8)
     assert "Paris" in smollm.tokenizer.decode(out[0])
+
+
+def test_hooks_see_each_pass_and_last_positions():
+    """Intervention hooks learn which pass runs (shared prefix, prompts, decoding) and each row's last token."""
+    model = tiny_model("llama")
+    prefix = model.encode("Say: ")
+    rows = [model.encode("abcd", prepend_bos=False), model.encode("e", prepend_bos=False)]
+    seen = []
+
+    def record(x, hook):
+        info = interp.current_batch()
+        seen.append((info.phase, x.shape[0], x.shape[1], info.last.tolist(), info.rows.tolist(), info.offset))
+        return x
+
+    with model.hooks([(model.hook("resid_post", 0), record)]):
+        interp.greedy_generate(model, rows, 3, prefix=prefix, stop_at_eos=False, stop=lambda i, ids: i == 1)
+    P = len(prefix)
+    assert seen[0] == ("prefix", 1, P, [P - 1], [], 0)
+    # prompts are left-padded: every row's last token sits at the end; row 1 leaves after one token
+    assert seen[1] == ("prompt", 2, 4, [3, 3], [0, 1], P)
+    assert seen[2:] == [("decode", 1, 1, [0], [0], P)] * 2

@@ -1,6 +1,7 @@
 """Run folders: tables, figures, summary, manifest, resumable stages."""
 
 import json
+import struct
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -23,13 +24,18 @@ def test_run_writes_everything_and_resumes(tmp_path):
     assert run.stage("s1", expensive) == {"x": [1, 2, 3]}
     run.table("t", pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
     run.figure("f", go.Figure(go.Bar(x=["a", "b"], y=[1, 2]), layout_title_text="demo"))
+    run.figure("g", go.Figure(go.Bar(x=["a"], y=[1]), layout=dict(width=640, height=360)))
     run.summary(score=0.5)
     run.finish(png=True)
     d = tmp_path / "demo"
     assert (d / "tables/t.csv").is_file() and (d / "tables/t.parquet").is_file()
     html = (d / "figures/f.html").read_text()
     assert "plotly" in html and len(html) > 1_000_000  # plotly.js embedded: works offline
-    assert (d / "figures/f.png").read_bytes()[:4] == b"\x89PNG"
+    png = (d / "figures/f.png").read_bytes()
+    assert png[:4] == b"\x89PNG"
+    # PNG size comes from the figure's layout (default 1000x620), not kaleido's 700x500
+    assert struct.unpack(">II", png[16:24]) == (1000, 620)
+    assert struct.unpack(">II", (d / "figures/g.png").read_bytes()[16:24]) == (640, 360)
     assert json.loads((d / "summary.json").read_text()) == {"score": 0.5}
     man = json.loads((d / "manifest.json").read_text())
     assert man["seed"] == 7 and man["params"] == {"n": 3} and man["numerics"] == "hf"

@@ -68,7 +68,7 @@ def test_repair_in_generation_and_prefix_skip(tiny_models):
     prefix = m.encode("hello there")
     rows = [m.encode("ab", prepend_bos=False), m.encode("cd", prepend_bos=False)]
     plain = greedy_generate(m, rows, 4, prefix=prefix, stop_at_eos=False)
-    with m.hooks(repair_hooks(m, strong, skip_prefix_len=len(prefix))):
+    with m.hooks(repair_hooks(m, strong)):
         shared = greedy_generate(m, rows, 4, prefix=prefix, stop_at_eos=False)
         unshared = greedy_generate(m, [prefix + r for r in rows], 4, stop_at_eos=False)
     assert shared == unshared
