@@ -77,8 +77,13 @@ def perplexity_before_after(edits: pd.DataFrame, threshold: float, model_name: s
     return fig
 
 
-def first_token_projection(points: pd.DataFrame, layer: int, model_name: str, explained: tuple[float, float]) -> go.Figure:
-    """2-D PCA of MLP keys: later tokens, first tokens, and the requests' k^u and k̄."""
+def first_token_projection(points: pd.DataFrame, layer: int, model_name: str, explained: tuple[float, float],
+                           norm_ratio: float | None = None) -> go.Figure:
+    """2-D PCA of MLP keys: later tokens, first tokens, and the requests' k^u and k̄.
+
+    ``norm_ratio`` (mean first-token key norm / mean later-token key norm) goes into the title, so
+    the figure states how the first-token keys differ in this model rather than assuming it.
+    """
     styles = {
         "later token (texts)": dict(color="lightgray", size=4, symbol="circle"),
         "first token (texts)": dict(color="#d62728", size=9, symbol="circle"),
@@ -92,7 +97,9 @@ def first_token_projection(points: pd.DataFrame, layer: int, model_name: str, ex
         if len(p):
             fig.add_trace(go.Scatter(x=p.pc1, y=p.pc2, mode="markers", name=group, marker=st, text=p.label))
     fig.update_layout(
-        title=f"MLP keys at layer {layer} ({model_name}), PCA fitted on text keys: first-token keys sit apart",
+        title=(f"MLP keys at layer {layer} ({model_name}), PCA fitted on text keys"
+               + (f"<br><sup>first-token keys have {norm_ratio:.2g}x the norm of later-token keys</sup>"
+                  if norm_ratio is not None else "")),
         xaxis_title=f"PC1 ({explained[0]:.0%} of variance)",
         yaxis_title=f"PC2 ({explained[1]:.0%} of variance)",
     )

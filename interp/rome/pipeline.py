@@ -348,7 +348,8 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
 
     run.figure("denominator_vs_numerator", figures.denominator_scatter(edits, thr, name))
     run.figure("perplexity_before_after", figures.perplexity_before_after(edits, thr, name))
-    run.figure("first_token_projection", figures.first_token_projection(points, layer, name, tuple(ft["explained"])))
+    run.figure("first_token_projection", figures.first_token_projection(points, layer, name, tuple(ft["explained"]),
+                                                                           float(at_layer.norm_ratio)))
     run.figure("first_token_layers", figures.first_token_layers(ft_table, name))
     run.figure("covariance_convergence", figures.covariance_convergence(conv, layer, stat.description.split(" (")[0], name))
     return summary
