@@ -36,7 +36,7 @@ if __name__ == "__main__":
                        neuron_activations(model, fit_g.tolist(), layers, template=tpl))
     ev_g, ev_n = glitch[len(fit_g) : len(fit_g) + a.n_eval].tolist(), normal[len(fit_n) : len(fit_n) + a.n_eval].tolist()
     for name, p in (("GlitchProber (gap-sized)", plan), ("rule-based (alpha=4, beta=1.5)", plan.rule_based())):
-        with model.hooks(repair_hooks(model, p, skip_prefix_len=len(tpl.prefix_ids))):
+        with model.hooks(repair_hooks(model, p)):
             t = repeat_oracle(model, ev_g + ev_n, template=tpl).table
         rep = (t.cls[: len(ev_g)] == "normal").mean()
         dmg = (t.cls[len(ev_g) :] == "glitch").mean()

@@ -27,7 +27,7 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path):
     from interp.glitch import pipeline
 
     params = dict(DEFAULTS, quick_vocab=600, distance_sample=60, quick_repair_glitch=4, quick_repair_normal=8,
-                  sample_ratio=0.2, n_components=20)
+                  sample_ratio=0.2, n_components=20, calibration_tokens=48)
     run = Run(tmp_path, "glitch", model=smollm, params=params, seed=0)
     summary = pipeline.run(smollm, run, quick=True, **params)
     run.summary(**summary)
@@ -36,6 +36,9 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path):
         assert k in summary, k
     assert summary["vocab_size"] == 49152 and summary["oracle_mode"] == "stored"
     assert summary["precision"] == 1.0 and 0 < summary["recall"] <= 1
+    # times come from the oracle timed in this run, and the stored answers reproduce
+    assert summary["oracle_calibration_tokens"] == 48 and summary["oracle_agreement_with_stored"] >= 0.95
+    assert summary["time_exhaustive_s"] == pytest.approx(summary["n_candidates"] * summary["exhaustive_s_per_token"])
     assert summary["n_tokens_searched"] == 600 and summary["n_candidates"] + sum(summary["n_excluded"].values()) == 600
     tables = {p.stem for p in (tmp_path / "glitch" / "tables").glob("*.csv")}
     assert {"glitch_tokens", "layer_distances", "method_times", "repair", "sample_ratio_sweep"} <= tables
