@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 import interp
-from interp.cli import run_analysis
+from interp.analyses import run_analysis
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

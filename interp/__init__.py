@@ -11,6 +11,7 @@ from interp.errors import InterpError
 from interp.model import Model, load_model, wrap_hf_model
 from interp.capture import Captured, capture, current_batch
 from interp.generate import greedy_generate
+from interp.analyses import run
 
 __version__ = "0.1.0"
 
@@ -23,5 +24,6 @@ __all__ = [
     "capture",
     "current_batch",
     "greedy_generate",
+    "run",
     "__version__",
 ]

@@ -12,7 +12,11 @@ Each analysis module exposes:
 from __future__ import annotations
 
 import importlib
+import json
+import sys
+from pathlib import Path
 from types import ModuleType
+from typing import Any, Union
 
 from interp.errors import InterpError
 
@@ -28,3 +32,47 @@ def get(name: str) -> ModuleType:
     if name not in ANALYSES:
         raise InterpError(f"unknown analysis {name!r}; one of {', '.join(ANALYSES)}")
     return importlib.import_module(ANALYSES[name])
+
+
+def run_analysis(name: str, model: Any, out: Union[str, Path], quick: bool = False, seed: int = 0, fresh: bool = False,
+                 png: bool = True, overrides: dict[str, Any] | None = None) -> Path:
+    """Run one analysis into ``out/name`` and return that folder (see :func:`run`)."""
+    from interp.results import Run
+
+    mod = get(name)
+    params = dict(getattr(mod, "DEFAULTS", {}))
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(params)
+    if unknown:
+        raise InterpError(f"{name} has no parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(params))}")
+    params.update(overrides)
+    params["quick"] = quick
+    run = Run(Path(out), name, model=model, params=params, seed=seed, resume=not fresh)
+    kwargs = {k: v for k, v in params.items() if k != "quick"}
+    summary = mod.run(model, run, quick=quick, **kwargs)
+    if summary:
+        run.summary(**summary)
+    folder = run.finish(png=png)
+    print(f"{name}: wrote {folder}", file=sys.stderr)
+    return folder
+
+
+def run(name: str, model: Any, out: Union[str, Path] = "out", *, quick: bool = False, seed: int = 0,
+        fresh: bool = False, png: bool = True, **params: Any) -> dict[str, Any]:
+    """Run an analysis (``recall``, ``glitch``, ``rome``) as ``interp run`` does, from Python.
+
+    Args:
+        name: the analysis.
+        model: a :class:`interp.Model`.
+        out: results go to ``out/name`` (tables, figures, summary.json, manifest.json).
+        quick: small data sizes.
+        seed: seed for Python, NumPy and torch.
+        fresh: recompute finished stages instead of resuming them.
+        png: also write PNG figures.
+        **params: the analysis's parameters (its ``DEFAULTS``).
+
+    Returns:
+        The summary numbers (``summary.json``).
+    """
+    folder = run_analysis(name, model, out, quick, seed, fresh, png, params)
+    return json.loads((folder / "summary.json").read_text())

@@ -65,7 +65,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp.analyses import ANALYSES
+    from interp.analyses import ANALYSES, run_analysis
 
     parser = argparse.ArgumentParser(
         prog="interp",
@@ -131,30 +131,9 @@ def _load(args: argparse.Namespace):
     return model
 
 
-def run_analysis(name: str, model: Any, out: Path, quick: bool, seed: int, fresh: bool, png: bool,
-                 overrides: dict[str, Any]) -> Path:
-    """Run one analysis into ``out/name`` and return that folder."""
-    from interp import analyses
-    from interp.results import Run
-
-    mod = analyses.get(name)
-    params = dict(getattr(mod, "DEFAULTS", {}))
-    unknown = set(overrides) - set(params)
-    if unknown:
-        raise InterpError(f"{name} has no parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(params))}")
-    params.update(overrides)
-    params["quick"] = quick
-    run = Run(out, name, model=model, params=params, seed=seed, resume=not fresh)
-    kwargs = {k: v for k, v in params.items() if k != "quick"}
-    summary = mod.run(model, run, quick=quick, **kwargs)
-    if summary:
-        run.summary(**summary)
-    folder = run.finish(png=png)
-    print(f"{name}: wrote {folder}", file=sys.stderr)
-    return folder
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from interp.analyses import run_analysis
+
     overrides = _parse_sets(args.set)
     model = _load(args)
     folder = run_analysis(args.analysis, model, Path(args.out), args.quick, args.seed, args.fresh, not args.no_png, overrides)
@@ -189,7 +168,7 @@ def write_index(out: Path, model_spec: str, names: Sequence[str]) -> Path:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from interp.analyses import ANALYSES
+    from interp.analyses import ANALYSES, run_analysis
 
     overrides = _parse_sets(args.set)
     if overrides:

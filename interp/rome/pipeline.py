@@ -372,7 +372,7 @@ def load_results(out: str, model_spec: str = "smollm2-135m", quick: bool = False
     folder = Path(out) / "rome"
     if not (folder / "summary.json").is_file() or not (folder / "tables" / "edits.parquet").is_file():
         import interp
-        from interp.cli import run_analysis
+        from interp.analyses import run_analysis
 
         run_analysis("rome", interp.load_model(model_spec), Path(out), quick, 0, False, True, {})
     tables = {p.stem: pd.read_parquet(p) for p in sorted((folder / "tables").glob("*.parquet"))}

@@ -44,3 +44,20 @@ def test_index_links_figures(tmp_path):
     (tmp_path / "recall/figures/a.png").write_bytes(b"x")
     page = write_index(tmp_path, "m", ["recall", "glitch"]).read_text()
     assert 'href="recall/figures/a.html"' in page and 'src="recall/figures/a.png"' in page
+
+
+def test_python_run_matches_the_run_folder(tmp_path):
+    import json
+
+    import interp
+    from interp.testing import tiny_model
+
+    model = tiny_model("gpt2")
+    summary = interp.run("rome", model, out=tmp_path, quick=True, png=False, n_requests=2, v_steps=2)
+    folder = tmp_path / "rome"
+    assert summary == json.loads((folder / "summary.json").read_text())
+    assert summary["n_requests"] == 2
+    man = json.loads((folder / "manifest.json").read_text())
+    assert man["params"]["n_requests"] == 2 and man["params"]["quick"] is True
+    with pytest.raises(interp.InterpError, match="no parameter"):
+        interp.run("rome", model, out=tmp_path, bogus=1)
