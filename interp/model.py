@@ -16,6 +16,7 @@ Numerics modes (recorded in every result):
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence, Union
@@ -162,7 +163,7 @@ class Model:
             "gated_mlp": self.gated_mlp,
             "prepend_bos": self.prepend_bos,
             "chat": self.chat,
-            "source": self.source,
+            "source": {k: _portable(v) for k, v in self.source.items()},
         }
 
     # ------------------------------------------------------------------ tokens
@@ -401,3 +402,18 @@ def wrap_hf_model(hf_model: Any, tokenizer: Any, spec: str = "in-memory", **kwar
         bridge.enable_compatibility_mode(disable_warnings=True)
         kwargs["numerics"] = "tl"
     return Model(bridge, tokenizer, spec=spec, **kwargs)
+
+
+def _portable(value: Any) -> Any:
+    """A path recorded in results, written relative to site-packages or the home folder so that
+    results shared between machines do not carry one machine's layout."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        return value
+    import sysconfig
+
+    roots = [(sysconfig.get_paths()[k], "<site-packages>") for k in ("purelib", "platlib")]
+    roots.append((str(Path.home()), "~"))
+    for root, name in roots:
+        if value == root or value.startswith(root.rstrip("/") + "/"):
+            return name + value[len(root.rstrip("/")):]
+    return value

