@@ -207,7 +207,7 @@ class Run:
             "seed": self.seed,
             "params": self.params,
             "packages": package_versions(),
-            "command": " ".join(sys.argv),
+            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else "",
             "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
             "stages": self.stage_times,
             "wall_seconds": time.perf_counter() - self.t0,

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from interp.errors import InterpError
-from interp.model import Model
+from interp.model import Model, _portable
 from interp.rome import figures
 from interp.rome.collapse import (
     ReferenceTexts, collapse_threshold_report, is_collapse, perplexity, reference_texts, token_nll,
@@ -257,7 +257,7 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
         stat = layer_stats(model, layer, p["cov_corpus"], p["cov_samples"], p["cov_max_tokens"], seed=p["prefix_seed"],
                            use_cache=bool(p["cov_cache"]))
     run.note(f"key second moment: {stat.n_tokens} tokens from {stat.n_samples} texts of {stat.description} "
-             f"(corpus id {stat.key['corpus']}; {'read from' if stat.cached else 'written to'} {stat.path})")
+             f"(corpus id {stat.key['corpus']}; {'read from' if stat.cached else 'written to'} {_portable(str(stat.path))})")
     c_inv = inverse_covariance(stat.mom2, float(p["cov_ridge"])).float()
     keys = run.stage("keys", lambda: compute_keys(model, requests, layer, prefixes, include_bare=bool(p["kbar_include_bare"])))
     conv = pd.DataFrame(inverse_convergence(stat, keys.k_bar, float(p["cov_ridge"])))
