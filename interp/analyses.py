@@ -6,7 +6,9 @@ Each analysis module exposes:
 * ``DEFAULTS``: a dict of its parameters and their defaults (``--set key=value`` overrides them);
 * ``run(model, run, quick=False, **params) -> dict``: computes everything through
   :func:`interp.capture`, writes tables and figures to the :class:`interp.results.Run`, and returns
-  the summary numbers.
+  the summary numbers; ``params`` holds only what the caller set;
+* optionally ``resolve_params(params, quick) -> dict``: the parameters a run really uses (quick
+  sizes filled in), recorded in the manifest and part of every stage's resume key.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ def run_analysis(name: str, model: Any, out: Union[str, Path], quick: bool = Fal
     if unknown:
         raise InterpError(f"{name} has no parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(params))}")
     params.update(overrides)
+    # record the parameters the run really uses: quick sizes apply only where the caller set nothing
+    resolve = getattr(mod, "resolve_params", None)
+    if resolve is not None:
+        params = dict(resolve(overrides, quick))
     params["quick"] = quick
     run = Run(Path(out), name, model=model, params=params, seed=seed, resume=not fresh)
-    kwargs = {k: v for k, v in params.items() if k != "quick"}
-    summary = mod.run(model, run, quick=quick, **kwargs)
+    summary = mod.run(model, run, quick=quick, **overrides)
     if summary:
         run.summary(**summary)
     folder = run.finish(png=png)

@@ -222,24 +222,31 @@ def _mean(x: pd.Series) -> float:
     return float(x.mean()) if len(x) else float("nan")
 
 
+def resolve_params(params: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """:data:`DEFAULTS` updated with ``params``; with ``quick``, :data:`QUICK` sizes for every
+    parameter the caller did not set (a value set explicitly is kept even when it equals the default)."""
+    unknown = set(params) - set(DEFAULTS)
+    if unknown:
+        raise InterpError(f"rome has no parameter(s) {sorted(unknown)}")
+    p = {**DEFAULTS, **params}
+    if quick:
+        p.update({k: v for k, v in QUICK.items() if k not in params})
+    return p
+
+
 def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
     """Run the ROME collapse analysis; write tables, figures and the summary through ``run``.
 
     Args:
         model: the model handle.
         run: the :class:`interp.results.Run`.
-        quick: smaller sizes (see ``QUICK``) wherever a parameter was left at its default.
+        quick: smaller sizes (see ``QUICK``) for every parameter not given in ``params``.
         **params: overrides of ``DEFAULTS``.
 
     Returns:
         The summary numbers.
     """
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise InterpError(f"rome has no parameter(s) {sorted(unknown)}")
-    p = {**DEFAULTS, **params}
-    if quick:
-        p.update({k: v for k, v in QUICK.items() if params.get(k, DEFAULTS[k]) == DEFAULTS[k]})
+    p = resolve_params(params, quick)
     layer = default_layer(model) if p["layer"] is None else int(p["layer"])
     if not 0 <= layer < model.n_layers:
         raise InterpError(f"layer {layer} out of range for {model.n_layers} layers")

@@ -59,5 +59,10 @@ def test_python_run_matches_the_run_folder(tmp_path):
     assert summary["n_requests"] == 2
     man = json.loads((folder / "manifest.json").read_text())
     assert man["params"]["n_requests"] == 2 and man["params"]["quick"] is True
+    # the manifest records what the run used: quick sizes where nothing was set, the caller's values elsewhere
+    from interp.rome.pipeline import DEFAULTS, QUICK
+
+    assert man["params"]["v_contexts"] == QUICK["v_contexts"] != DEFAULTS["v_contexts"]
+    assert man["params"]["v_steps"] == 2
     with pytest.raises(interp.InterpError, match="no parameter"):
         interp.run("rome", model, out=tmp_path, bogus=1)

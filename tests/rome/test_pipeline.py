@@ -49,3 +49,13 @@ def test_default_layer_for_smollm_shape():
         n_layers = 30
 
     assert pipeline.default_layer(M()) == 6
+
+
+def test_quick_sizes_never_override_a_value_the_user_set():
+    quick = pipeline.resolve_params({}, quick=True)
+    assert quick["cov_samples"] == pipeline.QUICK["cov_samples"]
+    # set explicitly, equal to the full default: kept under --quick
+    kept = pipeline.resolve_params({"cov_samples": pipeline.DEFAULTS["cov_samples"], "n_requests": 147}, quick=True)
+    assert kept["cov_samples"] == pipeline.DEFAULTS["cov_samples"]
+    assert kept["n_requests"] == 147 and kept["v_contexts"] == pipeline.QUICK["v_contexts"]
+    assert pipeline.resolve_params({}, quick=False) == pipeline.DEFAULTS
