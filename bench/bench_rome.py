@@ -40,7 +40,9 @@ if __name__ == "__main__":
             toks.append(ids)
             pos.append([p])
     stop = best(lambda: compute_keys(m, reqs, args.layer, prefixes), args.repeats)
-    full = best(lambda: interp.capture(m, toks, hooks=[key_hook(args.layer)], positions=pos, progress=False), args.repeats)
+    # logits=True forces every block and the unembedding (capture otherwise stops after the last hooked layer)
+    full = best(lambda: interp.capture(m, toks, hooks=[key_hook(args.layer)], positions=pos, logits=True, progress=False),
+                args.repeats)
     print(f"keys: full forward / stop_at_layer={args.layer + 1}: {full / stop:.2f}x  ({full:.3f}s vs {stop:.3f}s)")
     req = reqs[0]
     frozen = best(lambda: compute_v(m, req, args.layer, ["", *prefixes], steps=3), args.repeats)
