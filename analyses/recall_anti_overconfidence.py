@@ -4,30 +4,17 @@ and frequency correlation, and the final MLP with its intercept.
     python analyses/recall_anti_overconfidence.py --model smollm2-135m --out figures [--quick] [--corpus FILE]
 """
 
-import argparse
-
 import torch
 
-import interp
 from interp.corpus import GENERIC_ID, generic_texts, read_texts
 from interp.recall import pipeline
 from interp.recall.anti_overconfidence import anti_overconfidence_table, token_log_frequency
 from interp.recall.argument_heads import argument_head_scores, top_argument_heads
 from interp.recall.figures import anti_overconfidence_figure
 from interp.recall.mlp_decomposition import mlp_decomposition_tables
-from interp.results import Run
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--out", default="figures")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--relations", default=None, help="comma-separated relation names (default: all)")
-    ap.add_argument("--corpus", default=None, help="text file/folder for token counts (default: model-based frequency)")
-    args = ap.parse_args()
-    model = interp.load_model(args.model)
-    p = pipeline.resolve_params({"relations": args.relations}, args.quick)
-    run = Run(args.out, "recall_anti_overconfidence", model=model, params=dict(p, quick=args.quick, corpus=args.corpus))
+    model, run, p, args = pipeline.script_setup(__doc__, "recall_anti_overconfidence", with_corpus=True)
     layers = list(range(model.n_layers - p["final_layers"], model.n_layers))
     with torch.no_grad():
         zero, _, _, _, kz, _ = pipeline.prepare(model, run, p)

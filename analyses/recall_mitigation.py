@@ -4,29 +4,17 @@ accuracy and answer probability before/after (zero- and few-shot) and the generi
     python analyses/recall_mitigation.py --model smollm2-135m --out figures [--quick]
 """
 
-import argparse
-
 import torch
 
-import interp
 from interp.corpus import generic_texts
 from interp.recall import ablate_heads, pipeline
 from interp.recall.ablation import head_name
 from interp.recall.anti_overconfidence import next_token_stats
 from interp.recall.figures import mitigation_figure
 from interp.recall.mitigation import mitigation_table, select_suppressor_heads
-from interp.results import Run
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--out", default="figures")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--relations", default=None, help="comma-separated relation names (default: all)")
-    args = ap.parse_args()
-    model = interp.load_model(args.model)
-    p = pipeline.resolve_params({"relations": args.relations}, args.quick)
-    run = Run(args.out, "recall_mitigation", model=model, params=dict(p, quick=args.quick))
+    model, run, p, args = pipeline.script_setup(__doc__, "recall_mitigation")
     with torch.no_grad():
         zero, few, _, _, _, _ = pipeline.prepare(model, run, p)
         train = [a.subset(a.prompts.rows(split="train")) for a in (zero, few)]

@@ -4,18 +4,15 @@
     python analyses/rome_first_token.py --out out [--model smollm2-135m] [--quick]
 """
 
-import argparse
 from pathlib import Path
 
+from interp.analyses import script_parser
+from interp.results import render_pngs
 from interp.rome import figures
 from interp.rome.pipeline import load_results
-from interp.results import render_pngs
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="out", help="folder of `interp run rome --out` (run there if missing)")
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--quick", action="store_true")
+    ap = script_parser(__doc__, out="out", out_help="folder of `interp run rome --out` (run there if missing)")
     args = ap.parse_args()
     t = load_results(args.out, args.model, args.quick)
     s, name = t["summary"].iloc[0], t["model"].spec[0]

@@ -13,12 +13,13 @@ Each analysis module exposes:
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from interp.errors import InterpError
 
@@ -81,3 +82,18 @@ def run(name: str, model: Any, out: Union[str, Path] = "out", *, quick: bool = F
     """
     folder = run_analysis(name, model, out, quick, seed, fresh, png, params)
     return json.loads((folder / "summary.json").read_text())
+
+
+def script_parser(doc: str, out: str = "figures", out_help: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command line every paper script in ``analyses/`` shares: ``--model``, ``--out``, ``--quick``.
+
+    Args:
+        doc: the script's docstring; its first line is the ``--help`` description.
+        out: the default output folder.
+        out_help: what ``--out`` means for this script.
+    """
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m", help="model spec (see `interp models`)")
+    ap.add_argument("--out", default=out, help=out_help)
+    ap.add_argument("--quick", action="store_true", help="the analysis's quick sizes")
+    return ap

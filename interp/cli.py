@@ -65,7 +65,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp.analyses import ANALYSES, run_analysis
+    from interp.analyses import ANALYSES
 
     parser = argparse.ArgumentParser(
         prog="interp",

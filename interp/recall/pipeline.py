@@ -147,6 +147,25 @@ def resolve_params(params: dict[str, Any], quick: bool) -> dict[str, Any]:
     return _resolve(params, quick)
 
 
+def script_setup(doc: str, name: str, with_corpus: bool = False) -> tuple[Model, Any, dict[str, Any], Any]:
+    """The start every recall paper script in ``analyses/`` shares: parse ``--model --out --quick
+    --relations`` (and ``--corpus``), load the model, resolve the parameters, open the run folder
+    ``OUT/name``. Returns ``(model, run, params, args)``."""
+    from interp.analyses import script_parser
+    from interp.model import load_model
+    from interp.results import Run
+
+    ap = script_parser(doc, out="figures")
+    ap.add_argument("--relations", default=None, help="comma-separated relation names (default: all)")
+    if with_corpus:
+        ap.add_argument("--corpus", default=None, help="text file/folder for token counts (default: model-based frequency)")
+    args = ap.parse_args()
+    model = load_model(args.model)
+    p = resolve_params({"relations": args.relations}, args.quick)
+    extra = {"corpus": args.corpus} if with_corpus else {}
+    return model, Run(args.out, name, model=model, params=dict(p, quick=args.quick, **extra)), p, args
+
+
 def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str, Any]:
     """Run every recall analysis, write its tables and figures, return the summary numbers."""
     with torch.no_grad():

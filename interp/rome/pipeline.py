@@ -363,7 +363,8 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
 
 
 def load_results(out: str, model_spec: str = "smollm2-135m", quick: bool = False) -> dict[str, pd.DataFrame]:
-    """The tables of a finished ``interp run rome`` in ``out`` (running it first if absent).
+    """The tables of a finished ``interp run rome`` in ``out`` (running it first if absent), from
+    Parquet where present, else from the CSV copies.
 
     Args:
         out: the output folder given to ``interp run rome --out``.
@@ -377,12 +378,14 @@ def load_results(out: str, model_spec: str = "smollm2-135m", quick: bool = False
     from pathlib import Path
 
     folder = Path(out) / "rome"
-    if not (folder / "summary.json").is_file() or not (folder / "tables" / "edits.parquet").is_file():
+    # Parquet when the run wrote it here; the CSV copies otherwise (the reference results kept in git)
+    if not (folder / "summary.json").is_file() or not any((folder / "tables" / f"edits.{e}").is_file() for e in ("parquet", "csv")):
         import interp
         from interp.analyses import run_analysis
 
         run_analysis("rome", interp.load_model(model_spec), Path(out), quick, 0, False, True, {})
-    tables = {p.stem: pd.read_parquet(p) for p in sorted((folder / "tables").glob("*.parquet"))}
+    tables = {p.stem: pd.read_csv(p) for p in sorted((folder / "tables").glob("*.csv"))}
+    tables.update({p.stem: pd.read_parquet(p) for p in sorted((folder / "tables").glob("*.parquet"))})
     tables["summary"] = pd.DataFrame([json.loads((folder / "summary.json").read_text())])
     manifest = json.loads((folder / "manifest.json").read_text())
     tables["params"] = pd.DataFrame([{k: str(v) for k, v in manifest.get("params", {}).items()}])

@@ -59,3 +59,15 @@ def test_quick_sizes_never_override_a_value_the_user_set():
     assert kept["cov_samples"] == pipeline.DEFAULTS["cov_samples"]
     assert kept["n_requests"] == 147 and kept["v_contexts"] == pipeline.QUICK["v_contexts"]
     assert pipeline.resolve_params({}, quick=False) == pipeline.DEFAULTS
+
+
+def test_load_results_reads_the_csv_copies_without_rerunning(tmp_path):
+    folder = tmp_path / "rome"
+    (folder / "tables").mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"layer": 6, "n_requests": 2}))
+    (folder / "manifest.json").write_text(json.dumps({"params": {"layer": None}, "model": {"spec": "m"}}))
+    pd.DataFrame({"case_id": [0, 1], "denominator": [1.5, 2.5]}).to_csv(folder / "tables" / "edits.csv", index=False)
+    # a model spec that cannot load: reading must not try to run the analysis
+    t = pipeline.load_results(str(tmp_path), model_spec="no-such-model")
+    assert t["edits"]["denominator"].tolist() == [1.5, 2.5]
+    assert int(t["summary"].iloc[0].layer) == 6 and t["model"].spec[0] == "m"
