@@ -51,29 +51,37 @@ def denominator_scatter(edits: pd.DataFrame, threshold: float, model_name: str) 
 
 
 def perplexity_before_after(edits: pd.DataFrame, threshold: float, model_name: str) -> go.Figure:
-    """Perplexity of the reference texts before vs after each edit, one panel per variant."""
+    """Perplexity after / before each edit, one panel per variant, by subject position and text set.
+
+    The reference texts are the same for every edit, so "before" is one number per text set (given
+    in the subtitle) and each edit is drawn as its ratio, with the collapse threshold as a line.
+    """
     variants = [v for v in VARIANT_LABELS if v in set(edits.variant)]
-    fig = make_subplots(rows=1, cols=len(variants), subplot_titles=[VARIANT_LABELS[v] for v in variants], shared_yaxes=True)
-    lo = float(np.nanmin(edits[["ppl_generic_before", "ppl_own_before"]].values))
-    hi = float(np.nanmax(edits[["ppl_generic_after", "ppl_own_after", "ppl_generic_before", "ppl_own_before"]].values))
+    fig = make_subplots(rows=1, cols=len(variants), subplot_titles=[VARIANT_LABELS[v] for v in variants],
+                        shared_yaxes=True)
+    classes = [c for c in CLASS_LABELS if c in set(edits.position_class)]
+    sets = (("generic", "generic texts", "#2ca02c"), ("own", "own generations", "#9467bd"))
     for j, v in enumerate(variants, start=1):
         e = edits[edits.variant == v]
-        for col, name, color in (("generic", "generic texts", "#2ca02c"), ("own", "own generations", "#9467bd")):
-            fig.add_trace(go.Scatter(
-                x=e[f"ppl_{col}_before"], y=e[f"ppl_{col}_after"], mode="markers", name=name, legendgroup=name,
-                showlegend=j == 1, marker=dict(color=color, size=8, symbol=[CLASS_SYMBOLS[c] for c in e.position_class]),
-                text=e.subject,
+        for col, name, color in sets:
+            ratio = e[f"ppl_{col}_after"] / e[f"ppl_{col}_before"]
+            fig.add_trace(go.Box(
+                x=[CLASS_LABELS[c] for c in e.position_class], y=ratio, name=name, legendgroup=name,
+                showlegend=j == 1, marker=dict(color=color, size=5), line=dict(color=color), boxpoints="all",
+                jitter=0.5, pointpos=0, text=e.subject, hovertemplate="%{text}: ×%{y:.3g}<extra>" + name + "</extra>",
             ), row=1, col=j)
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(dash="dot", color="gray"),
-                                 name="no change", showlegend=j == 1), row=1, col=j)
-        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo * threshold, hi * threshold], mode="lines",
-                                 line=dict(dash="dash", color="red"), name=f"collapse threshold (×{threshold:g})",
-                                 showlegend=j == 1), row=1, col=j)
-        fig.update_xaxes(title_text="perplexity before edit", type="log", row=1, col=j)
-    fig.update_yaxes(title_text="perplexity after edit", type="log", row=1, col=1)
-    for j in range(2, len(variants) + 1):
+        fig.add_hline(y=1.0, line=dict(dash="dot", color="gray"), row=1, col=j)
+        fig.add_hline(y=threshold, line=dict(dash="dash", color="red"), row=1, col=j)
+        fig.update_xaxes(categoryorder="array", categoryarray=[CLASS_LABELS[c] for c in classes], row=1, col=j)
         fig.update_yaxes(type="log", row=1, col=j)
-    fig.update_layout(title=f"Perplexity before vs after each edit ({model_name}); marker shape = subject position")
+    fig.update_yaxes(title_text="perplexity after / before edit (log)", row=1, col=1)
+    before = {col: float(edits[f"ppl_{col}_before"].median()) for col, _, _ in sets}
+    fig.update_layout(
+        boxmode="group",
+        title=(f"Perplexity before vs after each edit ({model_name})<br><sup>before: generic texts "
+               f"{before['generic']:.3g}, own generations {before['own']:.3g}; gray dotted: no change; red dashed: "
+               f"collapse threshold ×{threshold:g}</sup>"),
+    )
     return fig
 
 

@@ -71,3 +71,18 @@ def test_load_results_reads_the_csv_copies_without_rerunning(tmp_path):
     t = pipeline.load_results(str(tmp_path), model_spec="no-such-model")
     assert t["edits"]["denominator"].tolist() == [1.5, 2.5]
     assert int(t["summary"].iloc[0].layer) == 6 and t["model"].spec[0] == "m"
+
+
+def test_perplexity_figure_draws_each_edit_as_its_ratio():
+    from interp.rome.figures import perplexity_before_after
+
+    edits = pd.DataFrame({
+        "variant": ["rome", "rome", "consistent_prefix", "consistent_prefix"],
+        "position_class": ["first", "later", "first", "later"], "subject": list("abcd"),
+        "ppl_generic_before": [40.0] * 4, "ppl_generic_after": [400.0, 40.0, 44.0, 40.0],
+        "ppl_own_before": [3.0] * 4, "ppl_own_after": [30.0, 3.0, 3.0, 6.0],
+    })
+    fig = perplexity_before_after(edits, 2.0, "m")
+    boxes = {(t.xaxis, t.name): list(t.y) for t in fig.data}
+    assert boxes[("x", "generic texts")] == [10.0, 1.0] and boxes[("x2", "own generations")] == [1.0, 2.0]
+    assert sorted(s.y0 for s in fig.layout.shapes) == [1.0, 1.0, 2.0, 2.0]
