@@ -8,8 +8,7 @@ Writes the tables and figures of ``interp run glitch`` (figures/glitch/ by defau
 from pathlib import Path
 
 import interp
-from interp.analyses import run_analysis
-from interp.analyses import script_parser
+from interp.analyses import run_analysis, script_parser
 
 if __name__ == "__main__":
     ap = script_parser(__doc__, out="figures")

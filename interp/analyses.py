@@ -43,16 +43,14 @@ def run_analysis(name: str, model: Any, out: Union[str, Path], quick: bool = Fal
     from interp.results import Run
 
     mod = get(name)
-    params = dict(getattr(mod, "DEFAULTS", {}))
+    defaults = getattr(mod, "DEFAULTS", {})
     overrides = dict(overrides or {})
-    unknown = set(overrides) - set(params)
+    unknown = set(overrides) - set(defaults)
     if unknown:
-        raise InterpError(f"{name} has no parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(params))}")
-    params.update(overrides)
+        raise InterpError(f"{name} has no parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(defaults))}")
     # record the parameters the run really uses: quick sizes apply only where the caller set nothing
     resolve = getattr(mod, "resolve_params", None)
-    if resolve is not None:
-        params = dict(resolve(overrides, quick))
+    params = dict(resolve(overrides, quick)) if resolve is not None else {**defaults, **overrides}
     params["quick"] = quick
     run = Run(Path(out), name, model=model, params=params, seed=seed, resume=not fresh)
     summary = mod.run(model, run, quick=quick, **overrides)

@@ -163,7 +163,7 @@ class Model:
             "gated_mlp": self.gated_mlp,
             "prepend_bos": self.prepend_bos,
             "chat": self.chat,
-            "source": {k: _portable(v) for k, v in self.source.items()},
+            "source": {k: portable_path(v) for k, v in self.source.items()},
         }
 
     # ------------------------------------------------------------------ tokens
@@ -404,7 +404,7 @@ def wrap_hf_model(hf_model: Any, tokenizer: Any, spec: str = "in-memory", **kwar
     return Model(bridge, tokenizer, spec=spec, **kwargs)
 
 
-def _portable(value: Any) -> Any:
+def portable_path(value: Any) -> Any:
     """A path recorded in results, written relative to site-packages or the home folder so that
     results shared between machines do not carry one machine's layout."""
     if not isinstance(value, str) or not value.startswith("/"):

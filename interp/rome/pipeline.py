@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from interp.errors import InterpError
-from interp.model import Model, _portable
+from interp.model import Model, portable_path
 from interp.rome import figures
 from interp.rome.collapse import (
     ReferenceTexts, collapse_threshold_report, is_collapse, perplexity, reference_texts, token_nll,
@@ -264,7 +264,7 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
         stat = layer_stats(model, layer, p["cov_corpus"], p["cov_samples"], p["cov_max_tokens"], seed=p["prefix_seed"],
                            use_cache=bool(p["cov_cache"]))
     run.note(f"key second moment: {stat.n_tokens} tokens from {stat.n_samples} texts of {stat.description} "
-             f"(corpus id {stat.key['corpus']}; {'read from' if stat.cached else 'written to'} {_portable(str(stat.path))})")
+             f"(corpus id {stat.key['corpus']}; {'read from' if stat.cached else 'written to'} {portable_path(str(stat.path))})")
     c_inv = inverse_covariance(stat.mom2, float(p["cov_ridge"])).float()
     keys = run.stage("keys", lambda: compute_keys(model, requests, layer, prefixes, include_bare=bool(p["kbar_include_bare"])))
     conv = pd.DataFrame(inverse_convergence(stat, keys.k_bar, float(p["cov_ridge"])))
@@ -384,8 +384,9 @@ def load_results(out: str, model_spec: str = "smollm2-135m", quick: bool = False
         from interp.analyses import run_analysis
 
         run_analysis("rome", interp.load_model(model_spec), Path(out), quick, 0, False, True, {})
-    tables = {p.stem: pd.read_csv(p) for p in sorted((folder / "tables").glob("*.csv"))}
-    tables.update({p.stem: pd.read_parquet(p) for p in sorted((folder / "tables").glob("*.parquet"))})
+    files = {p.stem: p for p in sorted((folder / "tables").glob("*.csv"))}
+    files.update({p.stem: p for p in sorted((folder / "tables").glob("*.parquet"))})
+    tables = {k: pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p) for k, p in files.items()}
     tables["summary"] = pd.DataFrame([json.loads((folder / "summary.json").read_text())])
     manifest = json.loads((folder / "manifest.json").read_text())
     tables["params"] = pd.DataFrame([{k: str(v) for k, v in manifest.get("params", {}).items()}])
