@@ -1,4 +1,5 @@
-"""GlitchProber detection vs baselines: per-layer distances, PCA scatter, sample-ratio sweep, time per method.
+"""GlitchProber detection vs baselines: per-layer distances, PCA scatter, sample-ratio sweep, time per method,
+recall vs time per detector (activations vs token statistics), and how stable the oracle's verdicts are.
 
 Writes the tables and figures of ``interp run glitch`` (figures/glitch/ by default).
 

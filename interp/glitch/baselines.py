@@ -1,16 +1,24 @@
-"""Baselines measured on the same ground truth: exhaustive search, uniform random sampling, Magikarp.
+"""Baselines measured on the same ground truth: exhaustive search, uniform random sampling, Magikarp,
+and GlitchProber's detector fed with token statistics instead of activations.
 
 Each returns the glitch tokens it finds and what it cost in oracle calls and seconds, so methods
 compare on recall at their cost (precision is 1 for all of them: every reported token went through
 the oracle).
+
+The token-statistics detector asks whether the activations carry anything that the token's text and
+weights do not: it trains the same scaler -> PCA -> SVM on the same labelled sample, with features
+that need no forward pass (length, leading space, letters/digits/case, the token id (BPE merge order,
+a frequency proxy), embedding and unembedding norms).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+import time
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from interp.errors import InterpError
 from interp.glitch.magikarp import magikarp_candidates, magikarp_indicator, unused_reference_tokens
@@ -67,3 +75,109 @@ def magikarp_search(
     table["cls"] = table.token_id.map(verified).fillna("")
     found = [t for t, c in verified.items() if c == "glitch"]
     return found, table
+
+
+TOKEN_STATISTICS = ("chars", "chars_stripped", "leading_space", "alphabetic", "capitalised", "all_caps", "has_digit",
+                    "n_punctuation", "ascii", "id_rank", "embed_norm", "unembed_norm")
+
+
+def token_statistics(model: Model, token_ids: Sequence[int]) -> pd.DataFrame:
+    """Per-token features that need no forward pass (columns :data:`TOKEN_STATISTICS`).
+
+    Args:
+        model: the model handle.
+        token_ids: vocabulary ids.
+
+    Returns:
+        One row per token, in the order of ``token_ids``.
+    """
+    ids = np.asarray([int(t) for t in token_ids], dtype=int)
+    if len(ids) and not (0 <= ids.min() and ids.max() < model.d_vocab):
+        raise InterpError(f"token ids out of range 0..{model.d_vocab - 1}")
+    with torch.no_grad():
+        e_norm = model.W_E.detach().to("cpu", torch.float32).norm(dim=-1).numpy()
+        u_norm = model.W_U.detach().to("cpu", torch.float32).norm(dim=0).numpy()
+    rows = []
+    for t in ids:
+        text = model.tokenizer.decode([int(t)])
+        core = text.strip()
+        rows.append((len(text), len(core), text[:1].isspace(), core.isalpha(), core[:1].isupper(), core.isupper(),
+                     any(c.isdigit() for c in core), sum(not c.isalnum() for c in core), core.isascii()))
+    df = pd.DataFrame(rows, columns=list(TOKEN_STATISTICS[:9])).astype(float)
+    df["id_rank"] = ids / max(1, model.d_vocab - 1)
+    df["embed_norm"] = e_norm[ids]
+    df["unembed_norm"] = u_norm[ids]
+    return df
+
+
+def statistics_detector(
+    model: Model,
+    candidates: Sequence[int],
+    in_sample: Sequence[bool],
+    sample_glitch: Sequence[bool],
+    label: Callable[[list[int]], list[str]],
+    *,
+    decision_threshold: float = 0.0,
+    **svm: Any,
+) -> dict:
+    """GlitchProber's scaler -> PCA -> SVM on :func:`token_statistics`, trained on an already labelled sample.
+
+    Args:
+        model: the model handle.
+        candidates: every token the oracle can judge.
+        in_sample: per candidate, whether it is in the labelled sample.
+        sample_glitch: the sample's labels (True: glitch), in candidate order.
+        label: ``label(token_ids) -> classes`` used to verify the predicted tokens.
+        decision_threshold: tokens above this SVM decision value are verified.
+        **svm: passed to :func:`interp.glitch.detect.train_detector` (``kernel``, ``degree``, ``C``,
+            ``class_weight``, ``seed``; GlitchProber's defaults). PCA keeps every statistic.
+
+    Returns:
+        ``found`` (verified glitch ids, sampled ones included), ``score`` (decision value per
+        candidate, NaN in the sample), ``predicted`` (mask), and seconds for ``features``,
+        ``training``, ``prediction`` and ``verification``.
+    """
+    from interp.glitch.detect import detector_scores, train_detector
+
+    cand = np.asarray([int(t) for t in candidates], dtype=int)
+    samp = np.asarray(in_sample, dtype=bool)
+    y = np.asarray(sample_glitch, dtype=bool)
+    if len(samp) != len(cand) or len(y) != int(samp.sum()):
+        raise InterpError("in_sample must have one entry per candidate and sample_glitch one per sampled token")
+    times = {}
+    t0 = time.perf_counter()
+    X = token_statistics(model, cand).to_numpy()
+    times["features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    det = train_detector(X[samp], y, n_components=X.shape[1], **svm)
+    times["training"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    score = np.full(len(cand), np.nan)
+    score[~samp] = detector_scores(det, X[~samp])
+    times["prediction"] = time.perf_counter() - t0
+    predicted = ~samp & (np.nan_to_num(score, nan=-np.inf) > decision_threshold)
+    t0 = time.perf_counter()
+    cls = label(cand[predicted].tolist()) if predicted.any() else []
+    times["verification"] = time.perf_counter() - t0
+    found = cand[samp][y].tolist() + [int(t) for t, c in zip(cand[predicted], cls) if c == "glitch"]
+    return {"found": found, "score": score, "predicted": predicted, "seconds": times}
+
+
+def calls_for_recall(in_sample: Sequence[bool], score: Sequence[float], is_glitch: Sequence[bool], target: float = 0.8) -> Optional[int]:
+    """Oracle calls a detector needs to reach ``target`` recall: the sample plus the fewest top-scored
+    other tokens (verified in order of score) that bring the found glitch tokens to ``target``.
+
+    Returns None when even verifying every token falls short (it cannot: then all are verified).
+    """
+    samp = np.asarray(in_sample, dtype=bool)
+    y = np.asarray(is_glitch, dtype=bool)
+    s = np.asarray(score, dtype=float)
+    need = int(np.ceil(target * y.sum() - 1e-9)) - int((y & samp).sum())
+    if need <= 0:
+        return int(samp.sum())
+    rest = np.flatnonzero(~samp)
+    order = rest[np.argsort(-s[rest], kind="stable")]
+    cum = np.cumsum(y[order])
+    if not len(cum) or cum[-1] < need:
+        return None
+    return int(samp.sum()) + int(np.searchsorted(cum, need)) + 1

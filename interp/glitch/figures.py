@@ -88,3 +88,30 @@ def method_time_figure(methods: pd.DataFrame, model_name: str) -> go.Figure:
                       xaxis_title="method", yaxis_title="wall time (s)", template="plotly_white", width=900, height=520,
                       legend_title="stage")
     return fig
+
+
+def recall_cost_figure(curve: pd.DataFrame, recall_target: float, cost_target: float, cost_floor: float, model_name: str) -> go.Figure:
+    """Recall against wall time (relative to exhaustive search) as each detector's top-scored tokens are verified.
+
+    Args:
+        curve: columns ``method, recall, cost_ratio``.
+        recall_target: the target recall (horizontal line).
+        cost_target: the target time ratio (vertical line).
+        cost_floor: the least time any verify-everything method needs for the target recall
+            (target recall x glitch prevalence; dotted line).
+        model_name: for the title.
+    """
+    fig = go.Figure()
+    for method, g in curve.groupby("method", sort=False):
+        dash = "dot" if "random" in method else None
+        fig.add_trace(go.Scatter(x=g.cost_ratio, y=g.recall, mode="lines", name=method, line=dict(dash=dash)))
+    fig.add_hline(y=recall_target, line=dict(color="grey", dash="dash"), annotation_text=f"target recall {recall_target:g}")
+    fig.add_vline(x=cost_target, line=dict(color="grey", dash="dash"), annotation_text=f"target time {cost_target:g}x",
+                  annotation_position="bottom right")
+    fig.add_vline(x=cost_floor, line=dict(color="firebrick", dash="dot"), annotation_text=f"floor {cost_floor:.3f}x",
+                  annotation_position="top left")
+    fig.update_layout(title=f"Recall vs time when verifying each detector's top-scored tokens ({model_name})",
+                      xaxis_title="wall time / exhaustive oracle time", yaxis_title="recall (precision 1 after verification)",
+                      template="plotly_white", width=950, height=560, xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]),
+                      legend=dict(x=0.55, y=0.1))
+    return fig

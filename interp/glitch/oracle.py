@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 
 from interp.errors import InterpError
@@ -289,3 +290,59 @@ def repeat_oracle(
         "at EOS; special / whitespace-only / partial-UTF-8 tokens are classed without generation",
     }
     return OracleResult(table, seconds, settings)
+
+
+def label_stability(
+    model: Model,
+    token_ids: Sequence[int],
+    reference: Sequence[str],
+    shot_sets: Sequence[Sequence[str]],
+    *,
+    max_new_tokens: int = 10,
+    batch_size: int = 256,
+    ignore_case: bool = True,
+    progress: Optional[bool] = None,
+) -> pd.DataFrame:
+    """How much of the oracle's verdict belongs to the token and how much to the prompt's wording.
+
+    Re-runs the oracle on ``token_ids`` with other solved examples (``shot_sets``; the request and
+    reply form stay the same) and sets the answers beside ``reference`` (the default prompt's). A
+    detector that sees only the token (its text, weights or activations at its own position) cannot
+    predict the part of the verdict that changes with the examples.
+
+    Args:
+        model: the model handle.
+        token_ids: tokens to re-ask (judged tokens: ``reference`` is ``glitch`` or ``normal``).
+        reference: the default prompt's class for each token.
+        shot_sets: alternative example strings, one tuple per alternative prompt.
+        max_new_tokens, batch_size, ignore_case, progress: as in :func:`repeat_oracle`.
+
+    Returns:
+        One row per token: ``token_id``, ``reference`` and one column ``shots_<i>`` per alternative.
+    """
+    ids = [int(t) for t in token_ids]
+    if len(reference) != len(ids):
+        raise InterpError(f"{len(reference)} reference classes for {len(ids)} tokens")
+    if not shot_sets:
+        raise InterpError("label_stability needs at least one alternative set of examples")
+    out = pd.DataFrame({"token_id": ids, "reference": list(reference)})
+    for i, shots in enumerate(shot_sets):
+        tpl = repeat_template(model, shots=tuple(shots))
+        res = repeat_oracle(model, ids, max_new_tokens=max_new_tokens, batch_size=batch_size, template=tpl,
+                            ignore_case=ignore_case, progress=progress)
+        out[f"shots_{i}"] = res.table.cls.to_numpy()
+    return out
+
+
+def stability_summary(table: pd.DataFrame) -> dict[str, float]:
+    """From :func:`label_stability`'s table: the share of reference glitch tokens that stay glitch
+    under every alternative prompt (``glitch_kept_all``), on average over alternatives
+    (``glitch_kept_mean``), and the share of reference normal tokens that turn glitch (``normal_flipped_mean``)."""
+    alts = [c for c in table.columns if c.startswith("shots_")]
+    g = table[table.reference == "glitch"]
+    n = table[table.reference == "normal"]
+    kept = [(g[c] == "glitch").mean() for c in alts] if len(g) else [float("nan")]
+    flipped = [(n[c] == "glitch").mean() for c in alts] if len(n) else [float("nan")]
+    all_kept = float((g[alts] == "glitch").all(axis=1).mean()) if len(g) else float("nan")
+    return {"glitch_kept_mean": float(np.mean(kept)), "glitch_kept_all": all_kept, "normal_flipped_mean": float(np.mean(flipped)),
+            "n_tokens": int(len(table)), "n_reference_glitch": int(len(g)), "n_alternatives": len(alts)}

@@ -3,9 +3,12 @@
 Stages: the vocabulary (all of it, or a random subset with ``--quick``) -> GlitchProber detection
 (oracle-labelled sample, per-layer distances and key layers, PCA + SVM, oracle verification) ->
 scores against the stored exhaustive ground truth -> baselines (exhaustive search, uniform random
-sampling at the pipeline's budget, the Magikarp unembedding indicator) -> a sweep of the labelled
-share -> repair (GlitchProber's gap-sized rule and the fixed rule-based baseline) -> tables,
-figures and the summary.
+sampling at the pipeline's budget, the Magikarp unembedding indicator, the same PCA + SVM on token
+statistics that need no forward pass) -> the oracle calls each detector needs for the target recall
+and the recall-vs-time curves -> how much of the oracle's verdict survives a change of its worked
+examples (the share no token-level detector can predict) -> a sweep of the labelled share -> repair
+(GlitchProber's gap-sized rule and the fixed rule-based baseline) -> tables, figures and the
+summary.
 
 With ``oracle="stored"`` (the ``--quick`` default) the oracle's answers are looked up in the stored
 ground truth and its stages' times are estimated from the exhaustive scan's time per token; repair
@@ -22,9 +25,9 @@ from sklearn.svm import SVC
 
 from interp.errors import InterpError
 from interp.glitch import figures
-from interp.glitch.baselines import magikarp_search, random_sampling
+from interp.glitch.baselines import calls_for_recall, magikarp_search, random_sampling, statistics_detector
 from interp.glitch.detect import Detection, glitch_prober, precision_recall
-from interp.glitch.oracle import repeat_oracle, repeat_template, token_classes
+from interp.glitch.oracle import label_stability, repeat_oracle, repeat_template, stability_summary, token_classes
 from interp.glitch.repair import key_neurons, neuron_activations, repair_hooks
 from interp.glitch.scan import load_ground_truth
 from interp.model import Model
@@ -63,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     "n_repair_normal": 400,
     "quick_repair_glitch": 48,
     "quick_repair_normal": 96,
+    "recall_target": 0.8,
+    "stability_tokens": 1024,
+    "quick_stability_tokens": 256,
+    "stability_shots": '[["apple", " house", "tion"], ["hello", " world", "ing", "cat", " blue"]]',
 }
 
 
@@ -140,6 +147,44 @@ def threshold_sweep(table: pd.DataFrame, is_glitch: np.ndarray, thresholds: list
                      "precision_svm": float((is_glitch & pred).sum() / pred.sum()) if pred.sum() else 0.0,
                      "cost_ratio": (int(samp.sum()) + int(pred.sum())) / len(table)})
     return pd.DataFrame(rows)
+
+
+def _shot_sets(text: Any) -> list[list[str]]:
+    import json
+
+    try:
+        sets = json.loads(text) if isinstance(text, str) else text
+    except ValueError as e:
+        raise InterpError(f"stability_shots must be a JSON list of lists of strings, not {text!r}") from e
+    if not isinstance(sets, list) or not sets or not all(isinstance(x, list) and all(isinstance(w, str) for w in x) for x in sets):
+        raise InterpError(f"stability_shots must be a non-empty JSON list of lists of strings, not {text!r}")
+    return sets
+
+
+def recall_cost_curve(in_sample: np.ndarray, score: np.ndarray, is_glitch: np.ndarray, fixed_s: float, per_token_s: float,
+                      exhaustive_s: float, n_points: int = 200) -> pd.DataFrame:
+    """Recall against wall time when a detector's top-scored tokens are verified one by one.
+
+    Args:
+        in_sample: labelled-sample mask (its glitch tokens count as found, its calls as spent).
+        score: decision value per token (NaN in the sample).
+        is_glitch: ground truth.
+        fixed_s: seconds spent besides oracle calls (features, training, prediction, layer selection).
+        per_token_s: seconds per oracle call.
+        exhaustive_s: the exhaustive scan's seconds (for ``cost_ratio``).
+        n_points: rows kept (evenly spaced in verified count).
+
+    Returns:
+        Columns ``n_verified, recall, seconds, cost_ratio``.
+    """
+    samp = np.asarray(in_sample, bool)
+    y = np.asarray(is_glitch, bool)
+    rest = np.flatnonzero(~samp)
+    order = rest[np.argsort(-np.asarray(score, float)[rest], kind="stable")]
+    found = int((y & samp).sum()) + np.concatenate([[0], np.cumsum(y[order])])
+    k = np.unique(np.linspace(0, len(order), min(n_points, len(order) + 1)).round().astype(int))
+    secs = fixed_s + (samp.sum() + k) * per_token_s
+    return pd.DataFrame({"n_verified": k, "recall": found[k] / max(1, y.sum()), "seconds": secs, "cost_ratio": secs / exhaustive_s})
 
 
 def _calibrate_oracle(model: Model, tpl: Any, candidates: np.ndarray, gt_cls: dict, p: dict, seed: int) -> dict[str, Any]:
@@ -284,6 +329,54 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
     summary.update(magikarp_recall=mk["recall"], magikarp_precision_before_verification=(mk["n_found"] / max(1, int(mk_tab.verified.sum()))),
                    magikarp_time_s=mk_secs, random_sampling_recall_same_time=rnd["recall"], random_sampling_calls=n_random)
 
+    # the same detector on token statistics (no forward pass), trained on the same labelled sample;
+    # its predictions are verified by the stored answers when there are some (time: calls x oracle time)
+    samp_mask = tab.in_sample.to_numpy()
+    stats_label = lookup if truth is not None else oracle_label
+    st = run.stage("token_statistics", lambda: statistics_detector(
+        model, tab.token_id.tolist(), samp_mask, (tab.oracle[samp_mask] == "glitch").to_numpy(), stats_label,
+        decision_threshold=float(p["decision_threshold"]), kernel=p["kernel"], degree=p["degree"], C=p["C"],
+        class_weight=p["class_weight"] or None, seed=seed), key=[len(vocab), oracle_mode])
+    st_scores = precision_recall(st["found"], true_glitch)
+    st_secs = dict(st["seconds"])
+    st_secs["labelling"] = timings["labelling"]
+    st_secs["verification"] = float(st["predicted"].sum() * per_token_s)
+    st_time = float(sum(st_secs.values()))
+    summary.update(
+        stats_recall=st_scores["recall"], stats_f1=st_scores["f1"],
+        stats_svm_precision_before_verification=precision_recall(
+            tab.token_id[st["predicted"]], [t for t in true_glitch if t not in set(tab.token_id[samp_mask])])["precision"],
+        stats_n_predicted=int(st["predicted"].sum()), stats_time_s=st_time, stats_speed_ratio=st_time / time_exhaustive,
+        stats_feature_time_s=float(st_secs["features"]),
+    )
+
+    # what reaching the target recall costs each detector (verifying its top-scored tokens in order)
+    target = float(p["recall_target"])
+    gp_fixed = float(sum(v for k, v in timings.items() if k not in ("labelling", "verification")))
+    st_fixed = float(sum(v for k, v in st_secs.items() if k not in ("labelling", "verification")))
+    curves = []
+    for method, score, fixed in (("GlitchProber (activations)", tab.score.to_numpy(), gp_fixed),
+                                 ("token statistics + SVM", st["score"], st_fixed)):
+        calls = calls_for_recall(samp_mask, score, is_glitch, target)
+        key = "glitchprober" if method.startswith("Glitch") else "stats"
+        summary[f"{key}_oracle_calls_for_recall_target"] = calls
+        summary[f"{key}_speed_ratio_for_recall_target"] = (fixed + calls * per_token_s) / time_exhaustive if calls is not None else None
+        curves.append(recall_cost_curve(samp_mask, score, is_glitch, fixed, per_token_s, time_exhaustive).assign(method=method))
+    curves.append(pd.DataFrame({"n_verified": [0, n_cand], "recall": [0.0, 1.0], "seconds": [0.0, time_exhaustive],
+                                "cost_ratio": [0.0, 1.0], "method": "uniform random sampling (expected)"}))
+    curve = pd.concat(curves, ignore_index=True)
+    summary.update(recall_target=target, speed_ratio_floor_for_recall_target=target * len(true_glitch) / n_cand)
+
+    # how much of the verdict depends on the prompt's worked examples rather than on the token
+    n_stab = int(p["quick_stability_tokens"] if quick else p["stability_tokens"])
+    stab_ids = rng.choice(tab.token_id.to_numpy(), size=min(n_stab, n_cand), replace=False).tolist() if n_stab > 0 else []
+    if stab_ids:
+        stab = run.stage("oracle_stability", lambda: label_stability(
+            model, stab_ids, oracle_label(stab_ids), _shot_sets(p["stability_shots"]), max_new_tokens=p["max_new_tokens"],
+            batch_size=p["oracle_batch_size"]), key=[len(vocab), n_stab, str(p["stability_shots"]), oracle_mode])
+        summary.update({f"stability_{k}": v for k, v in stability_summary(stab).items()})
+        run.table("oracle_stability", stab.assign(token=stab.token_id.map(dict(zip(truth.token_id.astype(int), truth.token)))))
+
     sweep = run.stage("sweep", lambda: sample_ratio_sweep(
         det.projection, is_glitch, _ratios(p["sweep_ratios"]), kernel=p["kernel"], degree=p["degree"], C=p["C"],
         class_weight=p["class_weight"] or None, seed=seed), key=[len(vocab)])
@@ -314,9 +407,11 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
         + [{"method": "GlitchProber", "stage": k, "seconds": v, "recall": scores["recall"]} for k, v in timings.items()]
         + [{"method": f"Magikarp (lowest {p['magikarp_share']:.0%})", "stage": "verification", "seconds": mk_secs, "recall": mk["recall"]},
            {"method": "random sampling (same time)", "stage": "oracle", "seconds": n_random * per_token_s, "recall": rnd["recall"]}]
+        + [{"method": "token statistics + SVM", "stage": k, "seconds": v, "recall": st_scores["recall"]} for k, v in st_secs.items()]
     )
     run.table("method_times", methods)
     run.table("repair", rep["table"])
+    run.table("recall_cost_curve", curve)
 
     # figures -------------------------------------------------------------------------------------
     name = model.spec
@@ -328,6 +423,7 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
     if len(sweep):
         run.figure("sample_ratio", figures.sample_ratio_figure(sweep, name))
     run.figure("method_times", figures.method_time_figure(methods, name))
+    run.figure("recall_cost", figures.recall_cost_figure(curve, target, 0.15, summary["speed_ratio_floor_for_recall_target"], name))
     return summary
 
 

@@ -79,3 +79,24 @@ def test_stored_ground_truth_reproduces(smollm):
     res = repeat_oracle(smollm, glitch + normal)
     assert res.table.cls.tolist() == ["glitch"] * 6 + ["normal"] * 6
     assert meta["oracle"]["template"]["text"] == repeat_template(smollm).text
+
+
+def test_label_stability_compares_prompts(tiny_models):
+    import pandas as pd
+
+    from interp.glitch.oracle import label_stability, stability_summary
+
+    m = tiny_models["llama"]
+    ids = [m.encode(c, prepend_bos=False)[0] for c in "abcXYZ"]
+    ref = repeat_oracle(m, ids, max_new_tokens=4, template=repeat_template(m, shots=("ab",))).table.cls.tolist()
+    same = label_stability(m, ids, ref, [["ab"], ["q"]], max_new_tokens=4)
+    assert list(same.columns) == ["token_id", "reference", "shots_0", "shots_1"]
+    assert same.shots_0.tolist() == ref  # the default examples again: the same verdicts
+    tab = pd.DataFrame({"token_id": range(4), "reference": ["glitch", "glitch", "normal", "normal"],
+                        "shots_0": ["glitch", "normal", "normal", "glitch"], "shots_1": ["glitch", "glitch", "normal", "normal"]})
+    s = stability_summary(tab)
+    assert s["glitch_kept_mean"] == 0.75 and s["glitch_kept_all"] == 0.5 and s["normal_flipped_mean"] == 0.25
+    with pytest.raises(InterpError):
+        label_stability(m, ids, ref[:-1], [["q"]])
+    with pytest.raises(InterpError):
+        label_stability(m, ids, ref, [])

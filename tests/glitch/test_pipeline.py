@@ -27,7 +27,7 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path):
     from interp.glitch import pipeline
 
     params = dict(DEFAULTS, quick_vocab=600, distance_sample=60, quick_repair_glitch=4, quick_repair_normal=8,
-                  sample_ratio=0.2, n_components=20, calibration_tokens=48)
+                  sample_ratio=0.2, n_components=20, calibration_tokens=48, quick_stability_tokens=40)
     run = Run(tmp_path, "glitch", model=smollm, params=params, seed=0)
     summary = pipeline.run(smollm, run, quick=True, **params)
     run.summary(**summary)
@@ -40,8 +40,15 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path):
     assert summary["oracle_calibration_tokens"] == 48 and summary["oracle_agreement_with_stored"] >= 0.95
     assert summary["time_exhaustive_s"] == pytest.approx(summary["n_candidates"] * summary["exhaustive_s_per_token"])
     assert summary["n_tokens_searched"] == 600 and summary["n_candidates"] + sum(summary["n_excluded"].values()) == 600
+    # the token-statistics baseline and the recall-target costs are measured on the same candidates
+    assert summary["stats_time_s"] > 0 and 0 < summary["stats_recall"] <= 1
+    assert summary["speed_ratio_floor_for_recall_target"] == pytest.approx(0.8 * summary["n_glitch_ground_truth"] / summary["n_candidates"])
+    for k in ("glitchprober", "stats"):
+        assert summary[f"{k}_speed_ratio_for_recall_target"] > summary["speed_ratio_floor_for_recall_target"]
+    assert summary["stability_n_tokens"] == 40 and 0 <= summary["stability_glitch_kept_mean"] <= 1
     tables = {p.stem for p in (tmp_path / "glitch" / "tables").glob("*.csv")}
-    assert {"glitch_tokens", "layer_distances", "method_times", "repair", "sample_ratio_sweep"} <= tables
+    assert {"glitch_tokens", "layer_distances", "method_times", "repair", "sample_ratio_sweep", "recall_cost_curve",
+            "oracle_stability"} <= tables
     gt = pd.read_csv(tmp_path / "glitch" / "tables" / "glitch_tokens.csv")
     assert len(gt) == summary["n_glitch_ground_truth"] and gt.found.sum() == summary["n_found"]
     assert json.loads((tmp_path / "glitch" / "summary.json").read_text())["key_layers"] == summary["key_layers"]
