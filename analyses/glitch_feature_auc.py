@@ -10,9 +10,8 @@ repeat oracle itself. Writes ``feature_auc.csv`` to ``--out``.
     python analyses/glitch_feature_auc.py [--quick] [--out figures/smollm2-135m-full/glitch/tables]
 """
 
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd

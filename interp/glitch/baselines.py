@@ -163,21 +163,28 @@ def statistics_detector(
     return {"found": found, "score": score, "predicted": predicted, "seconds": times}
 
 
+def found_in_verification_order(in_sample: Sequence[bool], score: Sequence[float], is_glitch: Sequence[bool]) -> np.ndarray:
+    """Glitch tokens found after verifying the ``k`` top-scored tokens outside the sample, for every ``k``.
+
+    Returns:
+        ``[n_outside + 1]`` counts: entry ``k`` is the sample's glitch tokens plus the glitch tokens
+        among the ``k`` highest-scored others (ties keep token order). Non-decreasing.
+    """
+    samp = np.asarray(in_sample, dtype=bool)
+    y = np.asarray(is_glitch, dtype=bool)
+    rest = np.flatnonzero(~samp)
+    order = rest[np.argsort(-np.asarray(score, dtype=float)[rest], kind="stable")]
+    return int((y & samp).sum()) + np.concatenate([[0], np.cumsum(y[order])])
+
+
 def calls_for_recall(in_sample: Sequence[bool], score: Sequence[float], is_glitch: Sequence[bool], target: float = 0.8) -> Optional[int]:
     """Oracle calls a detector needs to reach ``target`` recall: the sample plus the fewest top-scored
     other tokens (verified in order of score) that bring the found glitch tokens to ``target``.
 
-    Returns None when even verifying every token falls short (it cannot: then all are verified).
+    Returns None only when ``target`` exceeds what verifying every token finds (``target > 1``).
     """
-    samp = np.asarray(in_sample, dtype=bool)
-    y = np.asarray(is_glitch, dtype=bool)
-    s = np.asarray(score, dtype=float)
-    need = int(np.ceil(target * y.sum() - 1e-9)) - int((y & samp).sum())
-    if need <= 0:
-        return int(samp.sum())
-    rest = np.flatnonzero(~samp)
-    order = rest[np.argsort(-s[rest], kind="stable")]
-    cum = np.cumsum(y[order])
-    if not len(cum) or cum[-1] < need:
+    found = found_in_verification_order(in_sample, score, is_glitch)
+    need = int(np.ceil(target * np.asarray(is_glitch, dtype=bool).sum() - 1e-9))
+    if found[-1] < need:
         return None
-    return int(samp.sum()) + int(np.searchsorted(cum, need)) + 1
+    return int(np.asarray(in_sample, dtype=bool).sum()) + int(np.searchsorted(found, need))

@@ -17,6 +17,7 @@ always generates.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 import numpy as np
@@ -25,7 +26,13 @@ from sklearn.svm import SVC
 
 from interp.errors import InterpError
 from interp.glitch import figures
-from interp.glitch.baselines import calls_for_recall, magikarp_search, random_sampling, statistics_detector
+from interp.glitch.baselines import (
+    calls_for_recall,
+    found_in_verification_order,
+    magikarp_search,
+    random_sampling,
+    statistics_detector,
+)
 from interp.glitch.detect import Detection, glitch_prober, precision_recall
 from interp.glitch.oracle import label_stability, repeat_oracle, repeat_template, stability_summary, token_classes
 from interp.glitch.repair import key_neurons, neuron_activations, repair_hooks
@@ -150,8 +157,6 @@ def threshold_sweep(table: pd.DataFrame, is_glitch: np.ndarray, thresholds: list
 
 
 def _shot_sets(text: Any) -> list[list[str]]:
-    import json
-
     try:
         sets = json.loads(text) if isinstance(text, str) else text
     except ValueError as e:
@@ -177,14 +182,12 @@ def recall_cost_curve(in_sample: np.ndarray, score: np.ndarray, is_glitch: np.nd
     Returns:
         Columns ``n_verified, recall, seconds, cost_ratio``.
     """
-    samp = np.asarray(in_sample, bool)
-    y = np.asarray(is_glitch, bool)
-    rest = np.flatnonzero(~samp)
-    order = rest[np.argsort(-np.asarray(score, float)[rest], kind="stable")]
-    found = int((y & samp).sum()) + np.concatenate([[0], np.cumsum(y[order])])
-    k = np.unique(np.linspace(0, len(order), min(n_points, len(order) + 1)).round().astype(int))
-    secs = fixed_s + (samp.sum() + k) * per_token_s
-    return pd.DataFrame({"n_verified": k, "recall": found[k] / max(1, y.sum()), "seconds": secs, "cost_ratio": secs / exhaustive_s})
+    found = found_in_verification_order(in_sample, score, is_glitch)
+    n_rest = len(found) - 1
+    k = np.unique(np.linspace(0, n_rest, min(n_points, n_rest + 1)).round().astype(int))
+    secs = fixed_s + (int(np.sum(in_sample)) + k) * per_token_s
+    return pd.DataFrame({"n_verified": k, "recall": found[k] / max(1, int(np.sum(is_glitch))), "seconds": secs,
+                         "cost_ratio": secs / exhaustive_s})
 
 
 def _calibrate_oracle(model: Model, tpl: Any, candidates: np.ndarray, gt_cls: dict, p: dict, seed: int) -> dict[str, Any]:
@@ -295,7 +298,9 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
     true_glitch = [int(t) for t in tab.token_id if gt_cls[int(t)] == "glitch"]
     is_glitch = np.array([gt_cls[int(t)] == "glitch" for t in tab.token_id])
     scores = precision_recall(det.glitch_ids, true_glitch)
-    svm_scores = precision_recall(tab.loc[tab.predicted, "token_id"], [t for t in true_glitch if t not in set(tab.loc[tab.in_sample, "token_id"])])
+    sampled = set(tab.loc[tab.in_sample, "token_id"])
+    true_outside_sample = [t for t in true_glitch if t not in sampled]
+    svm_scores = precision_recall(tab.loc[tab.predicted, "token_id"], true_outside_sample)
     summary.update(
         n_glitch_ground_truth=len(true_glitch),
         n_glitch_ground_truth_full_vocab=int((truth.cls == "glitch").sum()),
@@ -330,11 +335,10 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
                    magikarp_time_s=mk_secs, random_sampling_recall_same_time=rnd["recall"], random_sampling_calls=n_random)
 
     # the same detector on token statistics (no forward pass), trained on the same labelled sample;
-    # its predictions are verified by the stored answers when there are some (time: calls x oracle time)
+    # its predictions are verified by the stored answers (time: calls x the oracle's time per token)
     samp_mask = tab.in_sample.to_numpy()
-    stats_label = lookup if truth is not None else oracle_label
     st = run.stage("token_statistics", lambda: statistics_detector(
-        model, tab.token_id.tolist(), samp_mask, (tab.oracle[samp_mask] == "glitch").to_numpy(), stats_label,
+        model, tab.token_id.tolist(), samp_mask, (tab.oracle[samp_mask] == "glitch").to_numpy(), lookup,
         decision_threshold=float(p["decision_threshold"]), kernel=p["kernel"], degree=p["degree"], C=p["C"],
         class_weight=p["class_weight"] or None, seed=seed), key=[len(vocab), oracle_mode])
     st_scores = precision_recall(st["found"], true_glitch)
@@ -344,21 +348,18 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
     st_time = float(sum(st_secs.values()))
     summary.update(
         stats_recall=st_scores["recall"], stats_f1=st_scores["f1"],
-        stats_svm_precision_before_verification=precision_recall(
-            tab.token_id[st["predicted"]], [t for t in true_glitch if t not in set(tab.token_id[samp_mask])])["precision"],
+        stats_svm_precision_before_verification=precision_recall(tab.token_id[st["predicted"]], true_outside_sample)["precision"],
         stats_n_predicted=int(st["predicted"].sum()), stats_time_s=st_time, stats_speed_ratio=st_time / time_exhaustive,
         stats_feature_time_s=float(st_secs["features"]),
     )
 
     # what reaching the target recall costs each detector (verifying its top-scored tokens in order)
     target = float(p["recall_target"])
-    gp_fixed = float(sum(v for k, v in timings.items() if k not in ("labelling", "verification")))
-    st_fixed = float(sum(v for k, v in st_secs.items() if k not in ("labelling", "verification")))
     curves = []
-    for method, score, fixed in (("GlitchProber (activations)", tab.score.to_numpy(), gp_fixed),
-                                 ("token statistics + SVM", st["score"], st_fixed)):
+    for key, method, score, stage_s in (("glitchprober", "GlitchProber (activations)", tab.score.to_numpy(), timings),
+                                        ("stats", "token statistics + SVM", st["score"], st_secs)):
+        fixed = float(sum(v for k, v in stage_s.items() if k not in ("labelling", "verification")))  # not oracle calls
         calls = calls_for_recall(samp_mask, score, is_glitch, target)
-        key = "glitchprober" if method.startswith("Glitch") else "stats"
         summary[f"{key}_oracle_calls_for_recall_target"] = calls
         summary[f"{key}_speed_ratio_for_recall_target"] = (fixed + calls * per_token_s) / time_exhaustive if calls is not None else None
         curves.append(recall_cost_curve(samp_mask, score, is_glitch, fixed, per_token_s, time_exhaustive).assign(method=method))
