@@ -115,3 +115,65 @@ def collapse_threshold_report(ratios: Sequence[float], threshold: float) -> dict
         g = int(np.argmax(gaps))
         out.update(widest_gap_low=float(r[g]), widest_gap_high=float(r[g + 1]), widest_gap_factor=float(np.exp(gaps[g])))
     return out
+
+
+@dataclass
+class ReferencePerplexity:
+    """The reference texts, their prefixed copies, and the unedited perplexities of both.
+
+    Attributes:
+        texts: the bare reference texts.
+        prefixed: ``(generic, generic_score_from, own, own_score_from)`` behind a seeded prefix each.
+        base: unedited perplexity: ``generic``, ``own``, ``generic_prefixed``, ``own_prefixed``.
+    """
+
+    texts: ReferenceTexts
+    prefixed: tuple[list[list[int]], list[int], list[list[int]], list[int]]
+    base: dict[str, float]
+
+
+def prefixed_texts(model: Model, ref: ReferenceTexts, prefixes: Sequence[str], seed: int):
+    """Reference texts behind a seeded random prefix each, and where their scored part starts."""
+    import random
+
+    rng = random.Random(seed)
+    strip = 1 if model.prepend_bos else 0
+    gen_t, gen_s, own_t, own_s = [], [], [], []
+    for ids in ref.generic:
+        p = model.encode(rng.choice(list(prefixes)))
+        gen_t.append(p + ids[strip:])
+        gen_s.append(len(p) + 1)
+    for ids, pl in zip(ref.generations, ref.generation_prompt_lengths):
+        p = model.encode(rng.choice(list(prefixes)))
+        own_t.append(p + ids[strip:])
+        own_s.append(len(p) + pl - strip)
+    return gen_t, gen_s, own_t, own_s
+
+
+def reference_perplexity(
+    model: Model, prefixes: Sequence[str], n_generic: int, max_tokens: int, n_generations: int, gen_tokens: int, seed: int = 0
+) -> ReferencePerplexity:
+    """Fix the reference texts (bare and prefixed) and measure their unedited perplexity."""
+    ref = reference_texts(model, n_generic, max_tokens, n_generations, 6, gen_tokens)
+    pref = prefixed_texts(model, ref, prefixes, seed)
+    return ReferencePerplexity(ref, pref, {
+        "generic": perplexity(token_nll(model, ref.generic)),
+        "own": perplexity(token_nll(model, ref.generations, ref.generation_prompt_lengths)),
+        "generic_prefixed": perplexity(token_nll(model, pref[0], pref[1])),
+        "own_prefixed": perplexity(token_nll(model, pref[2], pref[3])),
+    })
+
+
+def edited_perplexity(model: Model, ref: ReferencePerplexity, prefixed: bool) -> dict[str, float]:
+    """Perplexity of the reference texts under the (edited) model, bare or prefixed, beside the
+    unedited values, and their ratio ``max(generic after/before, own after/before)``."""
+    if prefixed:
+        g_t, g_s, o_t, o_s = ref.prefixed
+        g, o = perplexity(token_nll(model, g_t, g_s)), perplexity(token_nll(model, o_t, o_s))
+        bg, bo = ref.base["generic_prefixed"], ref.base["own_prefixed"]
+    else:
+        t = ref.texts
+        g, o = perplexity(token_nll(model, t.generic)), perplexity(token_nll(model, t.generations, t.generation_prompt_lengths))
+        bg, bo = ref.base["generic"], ref.base["own"]
+    return {"ppl_generic_before": bg, "ppl_generic_after": g, "ppl_own_before": bo, "ppl_own_after": o,
+            "ppl_ratio": max(g / bg, o / bo)}

@@ -2,16 +2,16 @@
 
 The key of a request is the MLP hidden activation that feeds the output matrix
 (``blocks.{L}.mlp.hook_post``) at the subject's last token. ROME averages it over the prompt
-preceded by short texts the model generates itself (its "context templates": the bare prompt plus
-10 prefixes of 5 tokens and 10 of 10 tokens, each followed by ``". "``), giving k̄, but takes the
-value side at the bare prompt, k^u. Yang et al. (2024) trace the collapse to this mix.
+preceded by short texts the model writes itself by top-5 sampling (its "context templates": the
+bare prompt plus 10 prefixes of 5 tokens and 10 of 10 tokens, each followed by ``". "``), giving
+k̄ = mean_c k_c, but takes the value side at the bare prompt, k^u. Yang et al. (2024) trace the
+collapse to this mix. The update direction is u = C^-1 k̄ (:func:`interp.rome.rome_main.rome_direction`).
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from jaxtyping import Float
@@ -22,6 +22,7 @@ from interp.model import Model
 from interp.rome.requests import EditRequest, subject_last_position
 
 PREFIX_LENGTHS: tuple[tuple[int, int], ...] = ((5, 10), (10, 10))
+ROME_STARTERS = ("The", "Therefore", "Because", "I", "You")
 STARTERS = (
     "The", "Therefore", "Because", "I", "You", "When", "After", "In", "She", "He", "We", "They", "It",
     "This", "One", "My", "Our", "Some", "Many", "Yesterday", "Today", "If", "Although", "While",
@@ -40,37 +41,68 @@ def value_hook(layer: int) -> str:
     return f"blocks.{layer}.mlp.out.hook_out"
 
 
+def sample_top_k(
+    model: Model, starters: Sequence[str], n_tokens: int, top_k: int = 5, generator: Optional[torch.Generator] = None
+) -> list[list[int]]:
+    """Continue each starter by top-k sampling (ROME's ``generate_fast``) to ``n_tokens`` tokens.
+
+    At each step the next token is drawn from the ``top_k`` most likely tokens, their probabilities
+    renormalised. ``n_tokens`` counts the starter's tokens and not the BOS token.
+
+    Returns:
+        Per starter, its token ids (starter included, BOS excluded).
+    """
+    bos = 1 if model.prepend_bos else 0
+    out: list[list[int]] = []
+    groups: dict[int, list[int]] = {}
+    enc = [tuple(model.encode(s)) for s in starters]
+    for i, e in enumerate(enc):
+        groups.setdefault(len(e), []).append(i)  # one batch per starter length: no padding
+    res: dict[int, list[int]] = {}
+    for rows in groups.values():
+        ids = torch.tensor([list(enc[r]) for r in rows], dtype=torch.long, device=model.device)
+        with torch.no_grad():
+            while ids.shape[1] - bos < n_tokens:
+                logits = model.bridge(ids)[:, -1].float()
+                probs = logits.softmax(-1)
+                top = probs.topk(top_k, dim=-1)
+                pick = torch.multinomial((top.values / top.values.sum(-1, keepdim=True)).cpu(), 1, generator=generator)
+                ids = torch.cat([ids, top.indices.gather(1, pick.to(top.indices.device))], dim=1)
+        for j, r in enumerate(rows):
+            res[r] = ids[j, bos:].tolist()
+    out = [res[i] for i in range(len(starters))]
+    return out
+
+
 def generate_prefixes(
-    model: Model, lengths: Sequence[Sequence[int]] = PREFIX_LENGTHS, seed: int = 0
+    model: Model, lengths: Sequence[Sequence[int]] = PREFIX_LENGTHS, seed: int = 0, top_k: int = 5
 ) -> list[str]:
     """Short texts the model writes itself, to put before a prompt (ROME's context templates).
 
-    Each prefix starts from a distinct starter word drawn with ``seed`` and is continued greedily
-    by the model to the requested total length in tokens; braces are removed as ROME removes them.
+    As in the released ROME code: for each ``(length, count)``, ``count // 5`` continuations of each of
+    the starters ``"The", "Therefore", "Because", "I", "You"`` (the first ``count % 5`` starters
+    get one more), sampled top-k (``top_k = 5``) to ``length`` tokens in all, seeded; braces and
+    newlines are removed and each ends in ``". "``.
 
     Args:
         model: the model that writes the prefixes.
         lengths: ``(n_tokens, count)`` pairs; ROME uses 10 of 5 tokens and 10 of 10 tokens.
-        seed: seeds the choice of starter words.
+        seed: seeds the sampling.
+        top_k: tokens sampled from at each step.
 
     Returns:
-        The prefixes, each ending in ``". "``, shortest first.
+        The prefixes, shortest first.
     """
-    total = sum(int(c) for _, c in lengths)
-    if total > len(STARTERS):
-        raise InterpError(f"at most {len(STARTERS)} prefixes can be generated, asked for {total}")
-    rng = random.Random(seed)
-    starters = rng.sample(STARTERS, total)
+    g = torch.Generator().manual_seed(int(seed))
     out: list[str] = []
-    i = 0
     for n_tok, count in lengths:
         if n_tok < 2:
             raise InterpError(f"prefix length must be at least 2 tokens, got {n_tok}")
-        group = starters[i : i + int(count)]
-        i += int(count)
-        new = interp.greedy_generate(model, group, max_new_tokens=int(n_tok) - 1, stop_at_eos=False, desc="prefixes")
-        for s, ids in zip(group, new):
-            text = (s + model.tokenizer.decode(ids)).replace("{", " ").replace("}", " ").replace("\n", " ")
+        if count < 1:
+            raise InterpError(f"prefix count must be at least 1, got {count}")
+        starters = [ROME_STARTERS[i % len(ROME_STARTERS)] for i in range(int(count))]
+        for ids in sample_top_k(model, starters, int(n_tok), top_k, g):
+            text = model.tokenizer.decode(ids).replace("{", " ").replace("}", " ").replace("\n", " ")
             out.append(" ".join(text.split()) + ". ")
     return out
 

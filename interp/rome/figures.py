@@ -8,8 +8,9 @@ from plotly.subplots import make_subplots
 
 VARIANT_LABELS = {
     "rome": "original ROME (mixed keys)",
-    "consistent": "consistent keys k̄",
-    "consistent_prefix": "consistent keys + test-time prefix",
+    "consistent": "C-ROME: key k̄, target W kᵘ + δ",
+    "consistent_prefix": "C-ROME + test-time prefix",
+    "consistent_delta": "key k̄, target W k̄ + δ (earlier variant)",
 }
 CLASS_SYMBOLS = {"first": "circle", "subject-first": "diamond", "later": "square"}
 CLASS_LABELS = {
@@ -28,7 +29,7 @@ def denominator_scatter(edits: pd.DataFrame, threshold: float, model_name: str) 
         c = cons[cons.position_class == cls]
         if len(c):
             fig.add_trace(go.Scatter(
-                x=c.denominator.abs(), y=c.numerator_norm, mode="markers", name=f"consistent k̄ · {CLASS_LABELS[cls]}",
+                x=c.denominator_normalized.abs(), y=c.numerator_norm, mode="markers", name=f"consistent k̄ · {CLASS_LABELS[cls]}",
                 marker=dict(symbol=sym, color="lightgray", size=8, line=dict(width=1, color="gray")), text=c.subject,
             ))
     for collapsed, color in ((False, "#1f77b4"), (True, "#d62728")):
@@ -36,13 +37,13 @@ def denominator_scatter(edits: pd.DataFrame, threshold: float, model_name: str) 
             r = rome[(rome.collapse == collapsed) & (rome.position_class == cls)]
             if len(r):
                 fig.add_trace(go.Scatter(
-                    x=r.denominator.abs(), y=r.numerator_norm, mode="markers",
+                    x=r.denominator_normalized.abs(), y=r.numerator_norm, mode="markers",
                     name=f"mixed keys, {'collapse' if collapsed else 'normal'} · {CLASS_LABELS[cls]}",
                     marker=dict(symbol=sym, color=color, size=10), text=r.subject,
                 ))
     fig.update_layout(
         title=f"ROME update factors per edit ({model_name}); collapse = perplexity ratio > {threshold:g}",
-        xaxis=dict(title="|denominator|  |(C⁻¹k̄)ᵀk|  (k = kᵘ mixed, k = k̄ consistent)", type="log"),
+        xaxis=dict(title="|normalised denominator|  |(C⁻¹k̄)ᵀk| / ‖C⁻¹k̄‖  (k = kᵘ mixed, k = k̄ consistent)", type="log"),
         yaxis=dict(title="numerator norm ||v* − W k||"),
         legend=dict(font=dict(size=10)),
     )
@@ -132,10 +133,10 @@ def first_token_layers(table: pd.DataFrame, model_name: str) -> go.Figure:
 
 
 def covariance_convergence(table: pd.DataFrame, layer: int, corpus: str, model_name: str) -> go.Figure:
-    """How C^-1 and the ROME directions C^-1 k̄ settle as samples grow."""
+    """How C and the ROME directions C^-1 k̄ settle as tokens grow (against the largest sample)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        "||C⁻¹(n) − C⁻¹(N)||_F / ||C⁻¹(N)||_F", "cosine of C⁻¹(n) k̄ with C⁻¹(N) k̄ (requests)"))
-    fig.add_trace(go.Scatter(x=table.n_tokens, y=table.inverse_rel_change, mode="lines+markers", name="relative change of C⁻¹"), row=1, col=1)
+        "||C(n) − C(N)||_F / ||C(N)||_F", "cosine of C(n)⁻¹ k̄ with C(N)⁻¹ k̄ (requests)"))
+    fig.add_trace(go.Scatter(x=table.n_tokens, y=table.mom2_rel_change, mode="lines+markers", name="relative change of C"), row=1, col=1)
     fig.add_trace(go.Scatter(x=table.n_tokens, y=table.direction_cosine_mean, mode="lines+markers", name="mean cosine"), row=1, col=2)
     fig.add_trace(go.Scatter(x=table.n_tokens, y=table.direction_cosine_min, mode="lines+markers", name="min cosine"), row=1, col=2)
     for c in (1, 2):

@@ -119,3 +119,42 @@ def layer_anomaly_table(model: Model, texts: Sequence[Sequence[int]], layers: Se
         for kind, h in (("mlp_key", key_hook(L)), ("resid_post", model.hook("resid_post", L))):
             rows.append({"layer": int(L), "kind": kind, **first_token_anomaly(split[h])})
     return rows
+
+
+def first_token_report(
+    model: Model, layer: int, k_u: Float[torch.Tensor, "n d_mlp"], k_bar: Float[torch.Tensor, "n d_mlp"],
+    positions: Sequence[int], subjects: Sequence[str], c_inv: Float[torch.Tensor, "d_mlp d_mlp"],
+    n_texts: int, max_tokens: int, layer_step: int = 1,
+) -> dict:
+    """The first-token anomaly at every ``layer_step``-th layer on held-out text, the 2-D projection
+    of the requests' keys among text keys, and whitened key norms ``sqrt(kᵀC⁻¹k)``.
+
+    Returns:
+        ``table`` (per layer), ``points`` (projection rows), ``explained`` (variance of the two
+        components) and ``whitened`` (mean whitened norms by group).
+    """
+    from interp import corpus as corpus_mod
+
+    texts = [t[:max_tokens] for t in model.encode(corpus_mod.generic_texts()[-n_texts:])]
+    layers = sorted(set(range(0, model.n_layers, max(1, int(layer_step)))) | {layer})
+    table = layer_anomaly_table(model, texts, layers)
+    off = 1 if model.prepend_bos else 0
+    split = first_token_split(model, texts, [key_hook(layer)], first_position=off)[key_hook(layer)]
+    first_req = torch.tensor([pos == off for pos in positions])
+    fit, (f_first, f_ku, f_kbar), ev = projection_2d(torch.cat([split.later, split.first]), split.first, k_u, k_bar)
+    n_later = len(split.later)
+    pts = [dict(group="later token (texts)", pc1=x, pc2=y, label="") for x, y in fit[:n_later]]
+    pts += [dict(group="first token (texts)", pc1=x, pc2=y, label=model.tokenizer.decode([t[off]])) for (x, y), t in zip(f_first, texts)]
+    for j, s in enumerate(subjects):
+        g = "kᵘ, subject = first token" if bool(first_req[j]) else "kᵘ, subject later"
+        pts.append(dict(group=g, pc1=f_ku[j, 0], pc2=f_ku[j, 1], label=s))
+        pts.append(dict(group="k̄ (prefixed)", pc1=f_kbar[j, 0], pc2=f_kbar[j, 1], label=s))
+    nan = float("nan")
+    wn = {
+        "whitened_norm_first_texts": float(whitened_norms(split.first, c_inv).mean()),
+        "whitened_norm_later_texts": float(whitened_norms(split.later, c_inv).mean()),
+        "whitened_norm_k_u_first": float(whitened_norms(k_u[first_req], c_inv).mean()) if first_req.any() else nan,
+        "whitened_norm_k_u_later": float(whitened_norms(k_u[~first_req], c_inv).mean()) if (~first_req).any() else nan,
+        "whitened_norm_k_bar": float(whitened_norms(k_bar, c_inv).mean()),
+    }
+    return {"table": table, "points": pts, "explained": [float(x) for x in ev], "whitened": wn}

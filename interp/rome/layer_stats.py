@@ -1,14 +1,18 @@
 """The covariance statistic C = E[k k^T] of MLP keys at one layer, streamed and cached on disk.
 
 As in ROME's ``layer_stats.py``, the second moment is accumulated batch by batch over every token
-of a text corpus and cached under ``interp.loading.cache_dir()/stats/`` with a key naming exactly
-what it was computed from: model weight hash, layer, corpus id, sample count, token cap and dtype.
-Snapshots at growing sample counts are kept so the stability of C^-1 can be reported.
+of a text corpus (each batch's ``K^T K`` in float32, summed into a float64 running total) and cached
+under ``interp.loading.cache_dir()/stats/`` as safetensors with a JSON key naming exactly what it
+was computed from: model weight hash, layer, corpus id, token count, per-text token cap and dtype.
+Snapshots at growing token counts are kept so the stability of C^-1 can be reported
+(:func:`inverse_convergence`).
 
-Corpora (``corpus`` parameter): ``"model"`` (default, offline) samples texts from the model itself
-(a seeded starter word, continued greedily); ``"generic"`` uses the packaged generic paragraphs; a
-path names a user's text file or folder; ``"hf:NAME[:CONFIG]"`` loads a Hugging Face dataset's
-``text`` column (needs the network or a local datasets cache).
+Corpora (``corpus`` parameter): ``"wikipedia"`` (default; the packaged Wikipedia lead sections,
+``train`` split), ``"generic"`` (the packaged generic paragraphs), ``"model"`` (text the model
+writes itself from a seeded starter word, continued greedily), a path to a user's text file or
+folder, or ``"hf:NAME[:CONFIG]"`` (a Hugging Face dataset's ``text`` column). ``identity`` is not a
+corpus but the C = I variant of the released configuration of Yang et al. (2024)
+(:func:`identity_stats`).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 from jaxtyping import Float
+from safetensors.torch import load_file, save_file
 
 import interp
 from interp import corpus as corpus_mod
@@ -30,14 +35,7 @@ from interp.loading import cache_dir
 from interp.model import Model
 from interp.rome.compute_u import STARTERS, key_hook
 
-
-@dataclass
-class Corpus:
-    """Token sequences for the statistic and the id that names them in the cache key."""
-
-    corpus_id: str
-    tokens: list[list[int]]
-    description: str
+IDENTITY = "identity"
 
 
 @dataclass
@@ -45,15 +43,14 @@ class LayerStats:
     """A second-moment statistic of keys.
 
     Attributes:
-        mom2: ``E[k k^T]`` over all tokens seen, float64.
-        n_tokens: tokens accumulated.
+        mom2: ``E[k k^T]`` over all tokens seen, float64 (the identity for the C = I variant).
+        n_tokens: tokens accumulated (0 for C = I).
         n_samples: texts accumulated.
-        snapshots: ``n_samples -> E[k k^T]`` after that many texts (float32).
+        snapshots: ``n_tokens -> E[k k^T]`` after that many tokens (float32).
         key: what the statistic was computed from (the cache key fields).
         path: the cache file.
         cached: whether it was read from the cache.
         description: which text it was computed from.
-        snapshot_tokens: ``n_samples -> tokens`` of each snapshot.
     """
 
     mom2: Float[torch.Tensor, "d_mlp d_mlp"]
@@ -64,7 +61,6 @@ class LayerStats:
     path: Optional[Path] = None
     cached: bool = False
     description: str = ""
-    snapshot_tokens: dict[int, int] = field(default_factory=dict)
 
 
 def model_sampled_texts(model: Model, n_samples: int, n_tokens: int, seed: int = 0, batch_size: int = 64) -> list[list[int]]:
@@ -85,16 +81,15 @@ def model_sampled_texts(model: Model, n_samples: int, n_tokens: int, seed: int =
     return [(s + t)[:n_tokens] for s, t in zip(starts, new)]
 
 
-def load_corpus(model: Model, corpus: str, n_samples: int, max_tokens: int, seed: int = 0) -> Corpus:
-    """Resolve the ``corpus`` parameter to token sequences (see module docstring)."""
-    if n_samples < 1 or max_tokens < 2:
-        raise InterpError("the covariance corpus needs n_samples >= 1 and max_tokens >= 2")
-    if corpus == "model":
-        toks = model_sampled_texts(model, n_samples, max_tokens, seed)
-        return Corpus(corpus_id(corpus, seed), toks, "text sampled from the model itself (seeded starter word + random word, greedy continuation)")
+def corpus_texts(corpus: str) -> tuple[list[str], str]:
+    """The texts of a named corpus and their description (``model`` has no fixed texts)."""
+    if corpus == "wikipedia":
+        if not hasattr(corpus_mod, "wikipedia_texts"):
+            raise InterpError("the packaged Wikipedia text is not available in this install; set cov_corpus=generic or a file")
+        return corpus_mod.wikipedia_texts("train"), "packaged English Wikipedia lead sections (train split)"
     if corpus == "generic":
-        texts, cid, desc = corpus_mod.generic_texts(), corpus_mod.GENERIC_ID, "packaged generic English paragraphs"
-    elif corpus.startswith("hf:"):
+        return corpus_mod.generic_texts(), "packaged generic English paragraphs"
+    if corpus.startswith("hf:"):
         parts = corpus[3:].split(":")
         try:
             import datasets
@@ -104,21 +99,42 @@ def load_corpus(model: Model, corpus: str, n_samples: int, max_tokens: int, seed
             for row in ds:
                 if len(row.get("text", "").strip()) >= 20:
                     texts.append(row["text"])
-                if len(texts) >= n_samples:
+                if len(texts) >= 20000:
                     break
         except Exception as e:  # noqa: BLE001
             raise InterpError(f"cannot load Hugging Face dataset {parts[0]!r} (offline?): {type(e).__name__}: {e}") from e
-        cid, desc = corpus, f"Hugging Face dataset {corpus[3:]}"
+        return texts, f"Hugging Face dataset {corpus[3:]}"
+    return corpus_mod.read_texts(corpus), f"user text {Path(corpus).expanduser().resolve()}"
+
+
+def token_stream(model: Model, corpus: str, n_tokens: int, max_tokens: int, seed: int = 0, chunk: int = 64) -> Iterator[list[int]]:
+    """Token sequences of the corpus in order, each cut to ``max_tokens``, the last cut so that
+    exactly ``n_tokens`` tokens are yielded (fewer when the corpus holds fewer)."""
+    if corpus == "model":
+        texts_tok = model_sampled_texts(model, max(1, -(-n_tokens // max_tokens)), max_tokens, seed)
+        chunks: Iterator[list[list[int]]] = iter([texts_tok])
     else:
-        texts = corpus_mod.read_texts(corpus)
-        cid, desc = corpus_id(corpus, seed), f"user text {Path(corpus).expanduser().resolve()}"
-    toks = [t[:max_tokens] for t in model.encode(texts[:n_samples]) if t]
-    return Corpus(cid, toks, desc)
+        texts, _ = corpus_texts(corpus)
+        chunks = (model.encode(texts[i : i + chunk]) for i in range(0, len(texts), chunk))
+    left = n_tokens
+    for block in chunks:
+        for t in block:
+            t = t[: min(max_tokens, left)]
+            if len(t) < 2:
+                continue
+            yield t
+            left -= len(t)
+            if left <= 0:
+                return
 
 
 def corpus_id(corpus: str, seed: int = 0) -> str:
-    """The id naming a corpus in the cache key, found without reading or generating the texts
-    (a user file is named by its path, size and modification time)."""
+    """The id naming a corpus in the cache key and in results, found without reading or generating
+    the texts (a user file is named by its path, size and modification time)."""
+    if corpus == "wikipedia":
+        return getattr(corpus_mod, "WIKIPEDIA_ID", "wikipedia")
+    if corpus == IDENTITY:
+        return IDENTITY
     if corpus == "model":
         return f"model-sampled-v1:seed{seed}"
     if corpus == "generic":
@@ -133,7 +149,7 @@ def corpus_id(corpus: str, seed: int = 0) -> str:
     return f"file:{p.name}:{hashlib.sha256(sig.encode()).hexdigest()[:16]}"
 
 
-def stats_key(model: Model, layer: int, corpus: str, n_samples: int, max_tokens: int, seed: int = 0) -> dict:
+def stats_key(model: Model, layer: int, corpus: str, n_tokens: int, max_tokens: int, seed: int = 0) -> dict:
     """The fields that identify a cached statistic."""
     return {
         "stat": "mom2",
@@ -141,99 +157,137 @@ def stats_key(model: Model, layer: int, corpus: str, n_samples: int, max_tokens:
         "weight_hash": model.weight_hash,
         "layer": int(layer),
         "corpus": corpus_id(corpus, seed),
-        "n_samples": int(n_samples),
+        "split": "train" if corpus == "wikipedia" else "",
+        "n_tokens": int(n_tokens),
         "max_tokens": int(max_tokens),
         "dtype": str(model.dtype).replace("torch.", ""),
     }
 
 
 def stats_path(key: dict) -> Path:
-    """Where the statistic with ``key`` is cached."""
+    """Where the statistic with ``key`` is cached (safetensors; the key beside it as JSON)."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return cache_dir() / "stats" / f"rome-mom2-L{key['layer']}-{digest}.pt"
+    return cache_dir() / "stats" / f"rome-mom2-L{key['layer']}-{digest}.safetensors"
 
 
-def snapshot_counts(n_samples: int, n_snapshots: int = 6) -> list[int]:
-    """Sample counts at which the running statistic is kept: halvings down from ``n_samples``."""
-    return sorted({max(1, n_samples >> i) for i in range(n_snapshots)})
+def snapshot_marks(n_tokens: int, n_snapshots: int = 6) -> list[int]:
+    """Token counts at which the running statistic is kept: halvings down from ``n_tokens`` (each
+    snapshot is taken at the first text boundary at or past its mark)."""
+    return sorted({max(1, n_tokens >> i) for i in range(n_snapshots)})
+
+
+def identity_stats(model: Model, layer: int) -> LayerStats:
+    """C = I: the released configuration of Yang et al. (2024) (``mom2_adjustment`` off), under
+    which u = k̄ and the denominator is the plain dot product k̄ᵀk."""
+    key = {"stat": "mom2", "layer": int(layer), "corpus": IDENTITY, "weight_hash": model.weight_hash}
+    return LayerStats(torch.eye(model.d_mlp, dtype=torch.float64), 0, 0, {}, key, None, False, "identity (no key statistic)")
+
+
+def _read_cache(path: Path, key: dict) -> Optional[LayerStats]:
+    meta_path = path.with_suffix(".json")
+    if not (path.is_file() and meta_path.is_file()):
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("key") != key:
+        return None
+    t = load_file(str(path))
+    snaps = {int(n): t[f"snapshot_{n}"] for n in meta["snapshot_tokens"]}
+    return LayerStats(t["mom2"], int(meta["n_tokens"]), int(meta["n_samples"]), snaps, key, path, True, meta.get("description", ""))
+
+
+def _write_cache(stat: LayerStats) -> None:
+    assert stat.path is not None
+    stat.path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"mom2": stat.mom2.contiguous(), **{f"snapshot_{n}": s.contiguous() for n, s in stat.snapshots.items()}}
+    tmp = stat.path.with_name(stat.path.stem + ".tmp.safetensors")
+    save_file(tensors, str(tmp))
+    tmp.replace(stat.path)
+    meta = {"key": stat.key, "n_tokens": stat.n_tokens, "n_samples": stat.n_samples, "description": stat.description,
+            "snapshot_tokens": sorted(stat.snapshots)}
+    stat.path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
 
 
 def layer_stats(
     model: Model,
     layer: int,
-    corpus: str = "model",
-    n_samples: int = 256,
-    max_tokens: int = 64,
+    corpus: str = "wikipedia",
+    n_tokens: int = 100_000,
+    max_tokens: int = 128,
     seed: int = 0,
     batch_size: int = 16,
     use_cache: bool = True,
     n_snapshots: int = 6,
 ) -> LayerStats:
-    """Stream ``E[k k^T]`` of the MLP keys at ``layer`` over every token of a corpus (cached).
+    """Stream ``E[k k^T]`` of the MLP keys at ``layer`` over ``n_tokens`` tokens of a corpus (cached).
 
     Args:
         model: the model handle.
         layer: the MLP layer.
-        corpus: ``"model"``, ``"generic"``, a text file or folder, or ``"hf:NAME[:CONFIG]"``.
-        n_samples: texts to use (fewer if the corpus holds fewer).
-        max_tokens: tokens kept per text.
+        corpus: ``"wikipedia"``, ``"generic"``, ``"model"``, a text file or folder,
+            ``"hf:NAME[:CONFIG]"``, or ``"identity"`` for C = I (:func:`identity_stats`).
+        n_tokens: tokens to accumulate (fewer if the corpus holds fewer).
+        max_tokens: tokens kept per text (each text starts at its own first token, as ROME's do).
         seed: seeds model-sampled text.
         batch_size: texts per forward pass.
         use_cache: read and write the on-disk cache.
         n_snapshots: running-moment snapshots kept for the convergence report.
 
     Returns:
-        The statistic (from the cache when one with the same key exists); ``key["description"]``
-        says which text it was computed from.
+        The statistic (from the cache when one with the same key exists).
     """
-    if n_samples < 1 or max_tokens < 2:
-        raise InterpError("the covariance corpus needs n_samples >= 1 and max_tokens >= 2")
+    if corpus == IDENTITY:
+        return identity_stats(model, layer)
+    if n_tokens < 2 or max_tokens < 2:
+        raise InterpError("the covariance corpus needs n_tokens >= 2 and max_tokens >= 2")
     if not (0 <= layer < model.n_layers):
         raise InterpError(f"layer {layer} out of range for {model.n_layers} layers")
-    key = stats_key(model, layer, corpus, n_samples, max_tokens, seed)
+    key = stats_key(model, layer, corpus, n_tokens, max_tokens, seed)
     path = stats_path(key)
-    if use_cache and path.is_file():
-        blob = torch.load(path, weights_only=False)
-        if blob.get("key") == key:
-            return LayerStats(
-                blob["mom2"], blob["n_tokens"], blob["n_samples"], blob["snapshots"], key, path, True,
-                blob.get("description", ""), blob.get("snapshot_tokens", {}),
-            )
-    texts = load_corpus(model, corpus, n_samples, max_tokens, seed)
-    tokens = texts.tokens[:n_samples]
-    n = len(tokens)
+    if use_cache:
+        hit = _read_cache(path, key)
+        if hit is not None:
+            return hit
+    description = "text sampled from the model itself (seeded starter word + random word, greedy continuation)" \
+        if corpus == "model" else corpus_texts(corpus)[1]
     hook = key_hook(layer)
     d = model.d_mlp
     acc = torch.zeros(d, d, dtype=torch.float64)
-    count = 0
+    count, n_texts = 0, 0
+    marks = snapshot_marks(n_tokens, n_snapshots)
     snaps: dict[int, torch.Tensor] = {}
-    snap_tokens: dict[int, int] = {}
-    marks = snapshot_counts(n, n_snapshots)
-    chunk = max(batch_size, 1) * 4
-    start = 0
-    while start < n:
-        stop_at = min([n, start + chunk] + [m for m in marks if m > start])
-        cap = interp.capture(
-            model, tokens[start:stop_at], hooks=[hook], positions="all", batch_size=batch_size,
-            stop_at_layer=layer + 1, progress=False,
-        )
+    pending: list[list[int]] = []
+
+    def flush() -> None:
+        nonlocal acc, count, n_texts
+        cap = interp.capture(model, pending, hooks=[hook], positions="all", batch_size=batch_size,
+                             stop_at_layer=layer + 1, progress=False)
         for k in cap.acts[hook]:
-            k = k.double()
-            acc += k.T @ k
+            k = k.float()
+            acc += (k.T @ k).double()
             count += k.shape[0]
-        start = stop_at
-        if start in marks:
-            snaps[start] = (acc / count).float()
-            snap_tokens[start] = count
-    mom2 = acc / count
-    stat = LayerStats(mom2, count, n, snaps, key, path, False, texts.description, snap_tokens)
+        n_texts += len(pending)
+        pending.clear()
+
+    pending_tokens = 0
+    for t in token_stream(model, corpus, n_tokens, max_tokens, seed):
+        pending.append(t)
+        pending_tokens += len(t)
+        crossed = any(count < m <= count + pending_tokens for m in marks)
+        if crossed or len(pending) >= batch_size * 4:
+            flush()
+            pending_tokens = 0
+            if crossed:
+                # at the first text boundary past each mark (texts are never split: a split text's
+                # second part would start on an anomalous first-token key)
+                snaps[count] = (acc / count).float()
+    if pending:
+        flush()
+    if count == 0:
+        raise InterpError(f"corpus {corpus!r} gave no tokens")
+    snaps[count] = (acc / count).float()
+    stat = LayerStats(acc / count, count, n_texts, snaps, key, path, False, description)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"key": key, "mom2": mom2, "n_tokens": count, "n_samples": n, "snapshots": snaps, "description": texts.description,
-             "snapshot_tokens": snap_tokens}, tmp)
-        tmp.replace(path)
-        path.with_suffix(".json").write_text(json.dumps(dict(key, n_tokens=count, description=texts.description), indent=1))
+        _write_cache(stat)
     return stat
 
 
@@ -245,40 +299,49 @@ def inverse_covariance(mom2: Float[torch.Tensor, "d_mlp d_mlp"], ridge: float = 
     try:
         return torch.linalg.inv(c)
     except RuntimeError as e:
-        raise InterpError(f"the key second moment is singular ({e}); use more samples or a ridge > 0") from e
+        raise InterpError(f"the key second moment is singular ({e}); use more tokens or a ridge > 0") from e
 
 
 def inverse_convergence(
     stat: LayerStats, probe_keys: Float[torch.Tensor, "n d_mlp"], ridge: float = 0.0
 ) -> list[dict]:
-    """How C^-1 settles as samples grow, measured against the full-sample estimate.
+    """How the ROME direction C^-1 k settles as tokens grow, against the largest-sample estimate.
 
     Args:
-        stat: the statistic with its snapshots.
-        probe_keys: keys (e.g. the requests' k̄) whose ROME directions ``C^-1 k`` are compared.
+        stat: the statistic with its snapshots (the last one is the full-sample C).
+        probe_keys: keys (e.g. the requests' k̄) whose directions ``C^-1 k`` are compared.
         ridge: as in :func:`inverse_covariance`.
 
     Returns:
-        One row per snapshot: ``n_samples``, the relative Frobenius distance of C^-1 to the final
-        C^-1, the mean cosine of ``C^-1 k`` with the final direction, and the condition number.
+        One row per snapshot: ``n_tokens``, the relative Frobenius distance of C to the final C,
+        the mean and minimum cosine of ``C^-1 k`` with the final direction; the final row also
+        carries the condition number of C (NaN on the others).
     """
-    final = inverse_covariance(stat.mom2, ridge)
-    u_final = probe_keys.double() @ final
-    rows = []
-    for n, m in sorted(stat.snapshots.items()):
-        inv = inverse_covariance(m, ridge)
-        u = probe_keys.double() @ inv
-        cos = torch.nn.functional.cosine_similarity(u, u_final, dim=-1)
-        ev = torch.linalg.eigvalsh(m.double())
-        rows.append(
-            {
-                "n_samples": int(n),
-                "n_tokens": int(stat.snapshot_tokens.get(n, 0)),
-                "inverse_rel_change": float((inv - final).norm() / final.norm()),
-                "direction_cosine_mean": float(cos.mean()),
-                "direction_cosine_min": float(cos.min()),
-                "condition_number": float(ev.max() / ev.min().clamp_min(1e-30)),
-            }
-        )
-    return rows
+    if not stat.snapshots:
+        return []
 
+    def directions(m: torch.Tensor) -> torch.Tensor:
+        c = m.double()
+        if ridge > 0:
+            c = c + ridge * c.diagonal().mean() * torch.eye(c.shape[0], dtype=c.dtype)
+        return torch.linalg.solve(c, probe_keys.double().T).T
+
+    final = stat.mom2.double()
+    u_final = directions(final)
+    rows = []
+    last = max(stat.snapshots)
+    for n, m in sorted(stat.snapshots.items()):
+        u = directions(m)
+        cos = torch.nn.functional.cosine_similarity(u, u_final, dim=-1)
+        row = {
+            "n_tokens": int(n),
+            "mom2_rel_change": float((m.double() - final).norm() / final.norm()),
+            "direction_cosine_mean": float(cos.mean()),
+            "direction_cosine_min": float(cos.min()),
+            "condition_number": float("nan"),
+        }
+        if n == last:
+            ev = torch.linalg.eigvalsh(final)
+            row["condition_number"] = float(ev.max() / ev.min().clamp_min(1e-30))
+        rows.append(row)
+    return rows

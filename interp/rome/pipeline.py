@@ -1,17 +1,25 @@
 """``interp run rome``: ROME edits, their collapse, and the consistent-key fix (Yang et al. 2024).
 
-Stages: generated prefixes -> key second moment C at the edited layer (cached on disk) and the
-convergence of C^-1 -> keys k^u and k̄ of every request -> reference texts and their unedited
-perplexity -> per request: v*, the three updates, evaluation and perplexity under each ->
-first-token analysis -> tables, figures, summary.
+The run follows the paper's steps; each is one function here, and its equation lives in the module
+it calls:
+
+1. :func:`context_templates` - prefixes sampled top-5 from the model (``compute_u``);
+2. :func:`key_statistics` - C = E[k kᵀ] on Wikipedia text, or C = I, and how C⁻¹k̄ converges
+   (``layer_stats``);
+3. :func:`request_keys` - kᵘ and k̄ = mean over contexts (``compute_u``);
+4. :func:`reference_perplexity` - texts whose perplexity ratio flags a collapse (``collapse``);
+5. :func:`edit_request` per request - v* = W kᵘ + δ (``compute_v``), ΔW per key variant
+   (``rome_main``), CounterFact scores (``evaluate``) and perplexity under the edit;
+6. :func:`first_token_anomaly` - first-position keys against later ones (``first_token``);
+7. :func:`report` - per-variant and per-position tables, the summary and the claims table
+   (``summary``).
 """
 
 from __future__ import annotations
 
-import random
-from typing import Any
+import time
+from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -19,15 +27,18 @@ from interp.errors import InterpError
 from interp.model import Model, portable_path
 from interp.rome import figures
 from interp.rome.collapse import (
-    ReferenceTexts, collapse_threshold_report, is_collapse, perplexity, reference_texts, token_nll,
+    ReferencePerplexity, collapse_threshold_report, edited_perplexity, is_collapse, reference_perplexity as _reference,
 )
-from interp.rome.compute_u import RequestKeys, compute_keys, generate_prefixes, key_hook
+from interp.rome.compute_u import RequestKeys, compute_keys, generate_prefixes
 from interp.rome.compute_v import compute_v
 from interp.rome.evaluate import edit_scores, eval_prompts, next_token_logprobs
-from interp.rome.first_token import first_token_split, layer_anomaly_table, projection_2d, whitened_norms
-from interp.rome.layer_stats import inverse_convergence, inverse_covariance, layer_stats
-from interp.rome.requests import REQUESTS_ID, EditRequest, load_requests, subject_position_class
-from interp.rome.rome_main import VARIANTS, applied_edit, rome_update
+from interp.rome.first_token import first_token_report
+from interp.rome.layer_stats import IDENTITY, LayerStats, inverse_convergence, inverse_covariance, layer_stats
+from interp.rome.requests import (
+    REQUESTS_ID, EditRequest, country_capital_requests, load_requests, subject_position_class,
+)
+from interp.rome.rome_main import ALL_VARIANTS, applied_edit, normalized_denominator, rome_direction, rome_update
+from interp.rome.summary import claims_table, edit_summary, position_table, variant_table
 
 DESCRIPTION = "ROME editing and its collapse (Yang et al. 2024): mixed vs consistent keys, first-token keys"
 
@@ -35,8 +46,11 @@ DEFAULTS: dict[str, Any] = {
     "layer": None,
     "requests_file": None,
     "n_requests": 0,
+    "country_requests": 24,
+    "variants": ["rome", "consistent", "consistent_prefix"],
     "prefix_seed": 0,
     "prefix_lengths": [[5, 10], [10, 10]],
+    "prefix_top_k": 5,
     "kbar_include_bare": True,
     "v_contexts": 20,
     "v_steps": 20,
@@ -45,9 +59,11 @@ DEFAULTS: dict[str, Any] = {
     "v_weight_decay": 0.5,
     "clamp_norm_factor": 4.0,
     "early_stop_loss": 0.05,
-    "cov_corpus": "model",
-    "cov_samples": 512,
-    "cov_max_tokens": 64,
+    "v_prefix_cache": True,
+    "cov": "second_moment",
+    "cov_corpus": "wikipedia",
+    "cov_tokens": 100_000,
+    "cov_max_tokens": 128,
     "cov_ridge": 0.0,
     "cov_cache": True,
     "ppl_generic": 12,
@@ -62,8 +78,9 @@ DEFAULTS: dict[str, Any] = {
 
 QUICK: dict[str, Any] = {
     "n_requests": 8,
+    "country_requests": 4,
     "v_contexts": 4,
-    "cov_samples": 64,
+    "cov_tokens": 16_384,
     "ppl_generic": 6,
     "ppl_max_tokens": 32,
     "ppl_generations": 6,
@@ -72,14 +89,16 @@ QUICK: dict[str, Any] = {
     "first_token_layer_step": 3,
 }
 
+LAYER_RULE = "round(0.2 * n_layers)"
+
 
 def default_layer(model: Model) -> int:
-    """The MLP layer ROME edits by default: 20% of the depth (layer 6 of SmolLM2's 30).
+    """The MLP layer ROME edits by default: 20% of the depth, ``round(0.2 * n_layers)``.
 
     ROME edits an early-middle MLP, where causal tracing finds the subject's last token's MLP
     effect on factual recall largest: layer 17 of 48 in GPT-2-XL (35%), 5 of 28 in GPT-J (18%).
-    For SmolLM2-135M-Instruct (30 layers) 20% gives layer 6, inside the early band in which its
-    MLPs at the subject's last token carry the subject's attributes; every run can set ``layer``.
+    The rule gives layer 6 of SmolLM2-135M's 30, 4 of Gemma 3 270M's 18 and 5 of Qwen2.5 0.5B's
+    24; every run can set ``layer``.
     """
     return max(0, min(model.n_layers - 1, round(0.2 * model.n_layers)))
 
@@ -102,126 +121,6 @@ def select_requests(requests: list[EditRequest], model: Model, n: int) -> list[E
     return sorted(chosen, key=lambda r: r.case_id)
 
 
-def _prefixed(model: Model, ref: ReferenceTexts, prefixes: list[str], seed: int) -> tuple[list[list[int]], list[int], list[list[int]], list[int]]:
-    """Reference texts behind a seeded random prefix each, and where their scored part starts."""
-    rng = random.Random(seed)
-    strip = 1 if model.prepend_bos else 0
-    gen_t, gen_s, own_t, own_s = [], [], [], []
-    for ids in ref.generic:
-        p = model.encode(rng.choice(prefixes))
-        gen_t.append(p + ids[strip:])
-        gen_s.append(len(p) + 1)
-    for ids, pl in zip(ref.generations, ref.generation_prompt_lengths):
-        p = model.encode(rng.choice(prefixes))
-        own_t.append(p + ids[strip:])
-        own_s.append(len(p) + pl - strip)
-    return gen_t, gen_s, own_t, own_s
-
-
-def _reference_stage(model: Model, p: dict, prefixes: list[str]) -> dict:
-    ref = reference_texts(model, p["ppl_generic"], p["ppl_max_tokens"], p["ppl_generations"], 6, p["ppl_gen_tokens"])
-    pref = _prefixed(model, ref, prefixes, p["eval_seed"])
-    return {
-        "ref": ref,
-        "prefixed": pref,
-        "base": {
-            "generic": perplexity(token_nll(model, ref.generic)),
-            "own": perplexity(token_nll(model, ref.generations, ref.generation_prompt_lengths)),
-            "generic_prefixed": perplexity(token_nll(model, pref[0], pref[1])),
-            "own_prefixed": perplexity(token_nll(model, pref[2], pref[3])),
-        },
-    }
-
-
-def _edit_stage(model: Model, p: dict, layer: int, req: EditRequest, i: int, keys: RequestKeys, c_inv: torch.Tensor,
-                prefixes: list[str], ref: dict) -> list[dict]:
-    vs = compute_v(
-        model, req, layer, [""] + prefixes[: p["v_contexts"]], steps=p["v_steps"], lr=p["v_lr"], kl_factor=p["kl_factor"],
-        weight_decay=p["v_weight_decay"], clamp_norm_factor=p["clamp_norm_factor"], early_stop_loss=p["early_stop_loss"],
-    )
-    bare = eval_prompts(model, req)
-    pref = eval_prompts(model, req, prefixes, seed=p["eval_seed"])
-    before_bare = next_token_logprobs(model, bare.texts)
-    before_pref = next_token_logprobs(model, pref.texts)
-    r_texts, base = ref["ref"], ref["base"]
-    g_t, g_s, o_t, o_s = ref["prefixed"]
-    off = 1 if model.prepend_bos else 0
-    rows = []
-    dens = {}
-    for variant in VARIANTS:
-        up = rome_update(c_inv, keys.k_u[i], keys.k_bar[i], vs.delta, keys.w_k_u[i], keys.w_k_bar[i], variant)
-        dens[variant] = up.denominator
-        prompts, before = (pref, before_pref) if variant == "consistent_prefix" else (bare, before_bare)
-        with applied_edit(model, layer, up):
-            after = next_token_logprobs(model, prompts.texts)
-            if variant == "consistent_prefix":
-                ppl_g, ppl_o = perplexity(token_nll(model, g_t, g_s)), perplexity(token_nll(model, o_t, o_s))
-                bg, bo = base["generic_prefixed"], base["own_prefixed"]
-            else:
-                ppl_g = perplexity(token_nll(model, r_texts.generic))
-                ppl_o = perplexity(token_nll(model, r_texts.generations, r_texts.generation_prompt_lengths))
-                bg, bo = base["generic"], base["own"]
-        rows.append({
-            "case_id": req.case_id, "relation": req.relation, "subject": req.subject, "prompt": req.text,
-            "target_true": req.target_true, "target_new": req.target_new,
-            "subject_position": keys.positions[i],
-            "position_class": subject_position_class(keys.positions[i], req.prompt, off),
-            "variant": variant,
-            "numerator_norm": float(up.numerator.norm()),
-            "denominator": up.denominator,
-            "denominator_normalized": up.denominator / float(up.u.norm()),
-            "delta_w_norm": up.norm,
-            "k_u_norm": float(keys.k_u[i].norm()), "k_bar_norm": float(keys.k_bar[i].norm()),
-            "k_u_k_bar_cosine": float(torch.nn.functional.cosine_similarity(keys.k_u[i], keys.k_bar[i], dim=0)),
-            "v0_norm": float(vs.v0.norm()), "v_steps": vs.steps, "v_final_loss": vs.losses[-1], "v_final_nll": vs.nll[-1],
-            "ppl_generic_before": bg, "ppl_generic_after": ppl_g, "ppl_own_before": bo, "ppl_own_after": ppl_o,
-            "ppl_ratio": max(ppl_g / bg, ppl_o / bo),
-            **edit_scores(prompts, before, after),
-        })
-    for r in rows:
-        r["denominator_mixed"] = dens["rome"]
-        r["denominator_consistent"] = dens["consistent"]
-    return rows
-
-
-def _first_token_stage(model: Model, p: dict, layer: int, keys: RequestKeys, requests: list[EditRequest], c_inv: torch.Tensor) -> dict:
-    from interp import corpus as corpus_mod
-
-    texts = [t[: p["ppl_max_tokens"]] for t in model.encode(corpus_mod.generic_texts()[-p["first_token_texts"]:])]
-    step = max(1, int(p["first_token_layer_step"]))
-    layers = sorted(set(range(0, model.n_layers, step)) | {layer})
-    table = layer_anomaly_table(model, texts, layers)
-    off = 1 if model.prepend_bos else 0
-    split = first_token_split(model, texts, [key_hook(layer)], first_position=off)[key_hook(layer)]
-    first_req = torch.tensor([pos == off for pos in keys.positions])
-    fit, (f_first, f_ku, f_kbar), ev = projection_2d(
-        torch.cat([split.later, split.first]), split.first, keys.k_u, keys.k_bar
-    )
-    n_later = len(split.later)
-    pts = [dict(group="later token (texts)", pc1=x, pc2=y, label="") for x, y in fit[:n_later]]
-    pts += [dict(group="first token (texts)", pc1=x, pc2=y, label=model.tokenizer.decode([t[off]])) for (x, y), t in zip(f_first, texts)]
-    for j, r in enumerate(requests):
-        g = "kᵘ, subject = first token" if bool(first_req[j]) else "kᵘ, subject later"
-        pts.append(dict(group=g, pc1=f_ku[j, 0], pc2=f_ku[j, 1], label=r.subject))
-        pts.append(dict(group="k̄ (prefixed)", pc1=f_kbar[j, 0], pc2=f_kbar[j, 1], label=r.subject))
-    wn = {
-        "whitened_norm_first_texts": float(whitened_norms(split.first, c_inv).mean()),
-        "whitened_norm_later_texts": float(whitened_norms(split.later, c_inv).mean()),
-        "whitened_norm_k_u_first": float(whitened_norms(keys.k_u[first_req], c_inv).mean()) if first_req.any() else float("nan"),
-        "whitened_norm_k_u_later": float(whitened_norms(keys.k_u[~first_req], c_inv).mean()) if (~first_req).any() else float("nan"),
-        "whitened_norm_k_bar": float(whitened_norms(keys.k_bar, c_inv).mean()),
-    }
-    return {"table": table, "points": pts, "explained": [float(x) for x in ev], "whitened": wn}
-
-
-def _median_abs(x: pd.Series) -> float:
-    return float(x.abs().median()) if len(x) else float("nan")
-
-
-def _mean(x: pd.Series) -> float:
-    return float(x.mean()) if len(x) else float("nan")
-
-
 def resolve_params(params: dict[str, Any], quick: bool) -> dict[str, Any]:
     """:data:`DEFAULTS` updated with ``params``; with ``quick``, :data:`QUICK` sizes for every
     parameter the caller did not set (a value set explicitly is kept even when it equals the default)."""
@@ -231,7 +130,141 @@ def resolve_params(params: dict[str, Any], quick: bool) -> dict[str, Any]:
     p = {**DEFAULTS, **params}
     if quick:
         p.update({k: v for k, v in QUICK.items() if k not in params})
+    bad = set(p["variants"]) - set(ALL_VARIANTS)
+    if bad or "rome" not in p["variants"]:
+        raise InterpError(f"variants must include 'rome' and come from {ALL_VARIANTS}; got {p['variants']}")
+    if p["cov"] not in ("second_moment", IDENTITY):
+        raise InterpError(f"cov must be 'second_moment' or 'identity', got {p['cov']!r}")
     return p
+
+
+# ---------------------------------------------------------------------------------- the steps
+
+
+def edit_requests(model: Model, p: dict, run: Any) -> list[EditRequest]:
+    """The packaged (or user's) CounterFact-layout requests, plus country -> capital requests built
+    from real facts when asked and available."""
+    requests = select_requests(load_requests(p["requests_file"]), model, int(p["n_requests"]))
+    if int(p["country_requests"]) > 0:
+        try:
+            requests += country_capital_requests(int(p["country_requests"]), seed=int(p["prefix_seed"]))
+        except InterpError as e:
+            run.note(f"no country requests: {e}")
+    return requests
+
+
+def context_templates(model: Model, p: dict) -> list[str]:
+    """ROME's context templates: prefixes sampled top-k from the model (``compute_u``)."""
+    return generate_prefixes(model, p["prefix_lengths"], seed=p["prefix_seed"], top_k=int(p["prefix_top_k"]))
+
+
+def key_statistics(model: Model, p: dict, layer: int) -> LayerStats:
+    """C = E[k kᵀ] at the edited layer on the corpus, or C = I (``layer_stats``)."""
+    corpus = IDENTITY if p["cov"] == IDENTITY else p["cov_corpus"]
+    return layer_stats(model, layer, corpus, int(p["cov_tokens"]), int(p["cov_max_tokens"]), seed=p["prefix_seed"],
+                       use_cache=bool(p["cov_cache"]))
+
+
+def request_keys(model: Model, p: dict, layer: int, requests: Sequence[EditRequest], prefixes: Sequence[str]) -> RequestKeys:
+    """kᵘ (bare prompt) and k̄ (mean over the contexts) of every request (``compute_u``)."""
+    return compute_keys(model, requests, layer, prefixes, include_bare=bool(p["kbar_include_bare"]))
+
+
+def reference_perplexity(model: Model, p: dict, prefixes: Sequence[str]) -> ReferencePerplexity:
+    """The collapse probe: reference texts and their unedited perplexity (``collapse``)."""
+    return _reference(model, prefixes, p["ppl_generic"], p["ppl_max_tokens"], p["ppl_generations"], p["ppl_gen_tokens"],
+                      seed=p["eval_seed"])
+
+
+def edit_request(model: Model, p: dict, layer: int, req: EditRequest, i: int, keys: RequestKeys, c_inv: torch.Tensor,
+                 prefixes: list[str], ref: ReferencePerplexity) -> list[dict]:
+    """One request: v* (``compute_v``), then per key variant ΔW (``rome_main``), its CounterFact
+    scores (``evaluate``) and the perplexity ratio under it (``collapse``). Rows carry the seconds
+    each sub-step took (``seconds_v_star``, ``seconds_evaluate``, ``seconds_perplexity``)."""
+    t0 = time.perf_counter()
+    vs = compute_v(
+        model, req, layer, [""] + prefixes[: p["v_contexts"]], steps=p["v_steps"], lr=p["v_lr"], kl_factor=p["kl_factor"],
+        weight_decay=p["v_weight_decay"], clamp_norm_factor=p["clamp_norm_factor"], early_stop_loss=p["early_stop_loss"],
+        prefix_cache=bool(p["v_prefix_cache"]),
+    )
+    t_v = time.perf_counter() - t0
+    t_eval = t_ppl = 0.0
+    t = time.perf_counter()
+    bare = eval_prompts(model, req)
+    pref = eval_prompts(model, req, prefixes, seed=p["eval_seed"])
+    before = {False: next_token_logprobs(model, bare.texts), True: next_token_logprobs(model, pref.texts)}
+    t_eval += time.perf_counter() - t
+    off = 1 if model.prepend_bos else 0
+    u = rome_direction(c_inv, keys.k_bar[i])
+    den_norm = {"mixed": normalized_denominator(u, keys.k_u[i]), "consistent": normalized_denominator(u, keys.k_bar[i])}
+    rows = []
+    for variant in p["variants"]:
+        up = rome_update(c_inv, keys.k_u[i], keys.k_bar[i], vs.delta, keys.w_k_u[i], keys.w_k_bar[i], variant)
+        prefixed = variant == "consistent_prefix"
+        prompts = pref if prefixed else bare
+        with applied_edit(model, layer, up):
+            t = time.perf_counter()
+            after = next_token_logprobs(model, prompts.texts)
+            t_eval += time.perf_counter() - t
+            t = time.perf_counter()
+            ppl = edited_perplexity(model, ref, prefixed)
+            t_ppl += time.perf_counter() - t
+        k = keys.k_u[i] if variant == "rome" else keys.k_bar[i]
+        rows.append({
+            "case_id": req.case_id, "relation": req.relation, "subject": req.subject, "prompt": req.text,
+            "target_true": req.target_true, "target_new": req.target_new,
+            "subject_position": keys.positions[i],
+            "position_class": subject_position_class(keys.positions[i], req.prompt, off),
+            "variant": variant,
+            "numerator_norm": float(up.numerator.norm()),
+            "denominator": up.denominator,
+            "denominator_normalized": up.denominator / float(up.u.norm()),
+            "denominator_cosine": up.denominator / float(up.u.norm() * k.norm()),
+            "denominator_normalized_mixed": den_norm["mixed"],
+            "denominator_normalized_consistent": den_norm["consistent"],
+            "delta_w_norm": up.norm,
+            "k_u_norm": float(keys.k_u[i].norm()), "k_bar_norm": float(keys.k_bar[i].norm()),
+            "k_u_k_bar_cosine": float(torch.nn.functional.cosine_similarity(keys.k_u[i], keys.k_bar[i], dim=0)),
+            "v0_norm": float(vs.v0.norm()), "delta_norm": float(vs.delta.norm()), "delta_rel_norm": vs.delta_rel_norm,
+            "clamp_bound": vs.clamp_bound,
+            "v_steps": vs.steps, "v_final_loss": vs.losses[-1], "v_final_nll": vs.nll[-1],
+            **ppl,
+            **edit_scores(prompts, before[prefixed], after),
+        })
+    for r in rows:
+        r["denominator_mixed"] = rows[0]["denominator"] if rows[0]["variant"] == "rome" else float("nan")
+        r["denominator_consistent"] = float(u.double() @ keys.k_bar[i].double())
+        r.update(seconds_v_star=t_v, seconds_evaluate=t_eval, seconds_perplexity=t_ppl)
+    return rows
+
+
+def first_token_anomaly(model: Model, p: dict, layer: int, keys: RequestKeys, requests: Sequence[EditRequest],
+                        c_inv: torch.Tensor) -> dict:
+    """First-position keys against later ones, per layer and projected (``first_token``)."""
+    return first_token_report(model, layer, keys.k_u, keys.k_bar, keys.positions, [r.subject for r in requests], c_inv,
+                              p["first_token_texts"], p["ppl_max_tokens"], p["first_token_layer_step"])
+
+
+def report(run: Any, edits: pd.DataFrame, variants: Sequence[str], ft: dict, layer: int) -> dict:
+    """Per-variant and per-position tables, the headline numbers and the claims table (``summary``)."""
+    run.table("variants", variant_table(edits, variants))
+    positions = position_table(edits, variants)
+    run.table("positions", positions)
+    ft_table = pd.DataFrame(ft["table"])
+    at_layer = ft_table[(ft_table.layer == layer) & (ft_table.kind == "mlp_key")].iloc[0]
+    summary = {
+        **edit_summary(edits, variants),
+        "first_token_key_centroid_distance_ratio": float(at_layer.centroid_distance_z),
+        "first_token_key_norm_ratio": float(at_layer.norm_ratio),
+        **ft["whitened"],
+        "first_token_pca_explained_1": ft["explained"][0],
+        "first_token_pca_explained_2": ft["explained"][1],
+    }
+    run.table("claims", claims_table(summary, positions))
+    return summary
+
+
+# ---------------------------------------------------------------------------------- the run
 
 
 def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
@@ -253,112 +286,80 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
     if p["collapse_ratio"] <= 1:
         raise InterpError("collapse_ratio must exceed 1")
     name = model.spec
+    variants = list(p["variants"])
 
-    requests = select_requests(load_requests(p["requests_file"]), model, int(p["n_requests"]))
-    prefixes = run.stage("prefixes", lambda: generate_prefixes(model, p["prefix_lengths"], seed=p["prefix_seed"]))
+    requests = edit_requests(model, p, run)
+    prefixes = run.stage("prefixes", lambda: context_templates(model, p))
     if p["v_contexts"] > len(prefixes):
         raise InterpError(f"v_contexts={p['v_contexts']} exceeds the {len(prefixes)} generated prefixes")
     run.table("prefixes", pd.DataFrame({"prefix": prefixes, "n_tokens": [len(model.encode(x)) for x in prefixes]}))
 
     with run.timed("covariance"):
-        stat = layer_stats(model, layer, p["cov_corpus"], p["cov_samples"], p["cov_max_tokens"], seed=p["prefix_seed"],
-                           use_cache=bool(p["cov_cache"]))
+        stat = key_statistics(model, p, layer)
+    where = f"{'read from' if stat.cached else 'written to'} {portable_path(str(stat.path))}" if stat.path else "not cached"
     run.note(f"key second moment: {stat.n_tokens} tokens from {stat.n_samples} texts of {stat.description} "
-             f"(corpus id {stat.key['corpus']}; {'read from' if stat.cached else 'written to'} {portable_path(str(stat.path))})")
+             f"(corpus id {stat.key['corpus']}; {where})")
     c_inv = inverse_covariance(stat.mom2, float(p["cov_ridge"])).float()
-    keys = run.stage("keys", lambda: compute_keys(model, requests, layer, prefixes, include_bare=bool(p["kbar_include_bare"])))
-    conv = pd.DataFrame(inverse_convergence(stat, keys.k_bar, float(p["cov_ridge"])))
+    keys = run.stage("keys", lambda: request_keys(model, p, layer, requests, prefixes))
+    with run.timed("covariance_convergence"):
+        conv = pd.DataFrame(inverse_convergence(stat, keys.k_bar, float(p["cov_ridge"])))
     run.table("covariance_convergence", conv)
 
-    ref = run.stage("reference", lambda: _reference_stage(model, p, prefixes))
+    ref = run.stage("reference", lambda: reference_perplexity(model, p, prefixes))
     rows: list[dict] = []
     from tqdm.auto import tqdm
 
     for i, req in enumerate(tqdm(requests, desc="ROME edits", unit="edit")):
-        rows += run.stage(f"edit_{req.case_id}", lambda: _edit_stage(model, p, layer, req, i, keys, c_inv, prefixes, ref),
+        rows += run.stage(f"edit_{req.case_id}", lambda: edit_request(model, p, layer, req, i, keys, c_inv, prefixes, ref),
                           key=[layer, req.case_id])
     edits = pd.DataFrame(rows)
     thr = float(p["collapse_ratio"])
     edits["collapse"] = [is_collapse(r, thr) for r in edits.ppl_ratio]
     run.table("edits", edits)
-    report = collapse_threshold_report(edits.ppl_ratio.tolist(), thr)
-    run.table("collapse_threshold", pd.DataFrame([report]))
+    per_req = edits.drop_duplicates("case_id")
+    for part in ("v_star", "evaluate", "perplexity"):
+        run.stage_times[f"edits_{part}"] = {"seconds": float(per_req[f"seconds_{part}"].sum()), "resumed": False,
+                                            "per_request": float(per_req[f"seconds_{part}"].mean())}
+    threshold = collapse_threshold_report(edits.ppl_ratio.tolist(), thr)
+    run.table("collapse_threshold", pd.DataFrame([threshold]))
 
-    ft = run.stage("first_token", lambda: _first_token_stage(model, p, layer, keys, requests, c_inv))
+    ft = run.stage("first_token", lambda: first_token_anomaly(model, p, layer, keys, requests, c_inv))
     ft_table = pd.DataFrame(ft["table"])
     run.table("first_token_layers", ft_table)
     points = pd.DataFrame(ft["points"])
     run.table("first_token_projection", points)
 
-    rome = edits[edits.variant == "rome"].set_index("case_id")
-    collapsed_ids = set(rome.index[rome.collapse])
-    normal_ids = set(rome.index) - collapsed_ids
-    per_variant = {}
-    for v in VARIANTS:
-        e = edits[edits.variant == v]
-        per_variant[v] = {
-            "collapse_rate": _mean(e.collapse.astype(float)),
-            "efficacy": _mean(e.efficacy),
-            "efficacy_normal": _mean(e[e.case_id.isin(normal_ids)].efficacy),
-            "generalization": _mean(e.generalization),
-            "locality": _mean(e.locality),
-            "neighborhood_score": _mean(e.neighborhood_score),
-            "ppl_ratio_median": float(e.ppl_ratio.median()),
-        }
-    run.table("variants", pd.DataFrame([{"variant": v, **d} for v, d in per_variant.items()]))
-    coll, norm = rome.loc[sorted(collapsed_ids)], rome.loc[sorted(normal_ids)]
-    at_layer = ft_table[(ft_table.layer == layer) & (ft_table.kind == "mlp_key")].iloc[0]
-    eff_n_rome = per_variant["rome"]["efficacy_normal"]
     summary = {
         "n_requests": len(requests),
-        "n_requests_subject_first_token": int((rome.position_class == "first").sum()),
+        "n_requests_country": int(sum(r.relation == "country_capital" for r in requests)),
+        "n_requests_subject_first_token": int((edits[edits.variant == "rome"].position_class == "first").sum()),
         "layer": layer,
+        "layer_rule": LAYER_RULE if p["layer"] is None else "set",
         "requests_id": REQUESTS_ID if p["requests_file"] is None else str(p["requests_file"]),
         "collapse_threshold_ppl_ratio": thr,
-        **{f"collapse_rate_{v}": per_variant[v]["collapse_rate"] for v in VARIANTS},
-        **{f"efficacy_{v}": per_variant[v]["efficacy"] for v in VARIANTS},
-        **{f"efficacy_normal_{v}": per_variant[v]["efficacy_normal"] for v in VARIANTS},
-        **{f"generalization_{v}": per_variant[v]["generalization"] for v in VARIANTS},
-        **{f"locality_{v}": per_variant[v]["locality"] for v in VARIANTS},
-        "efficacy_ratio_consistent_prefix_vs_rome_normal": (
-            per_variant["consistent_prefix"]["efficacy_normal"] / eff_n_rome if eff_n_rome else float("nan")),
-        "denominator_median_collapse": _median_abs(coll.denominator),
-        "denominator_median_normal": _median_abs(norm.denominator),
-        "denominator_median_subject_first_token": _median_abs(rome[rome.position_class == "first"].denominator),
-        "denominator_median_subject_later": _median_abs(rome[rome.position_class != "first"].denominator),
-        "denominator_consistent_median": _median_abs(rome.denominator_consistent),
-        "numerator_norm_mean_collapse": _mean(coll.numerator_norm),
-        "numerator_norm_mean_normal": _mean(norm.numerator_norm),
-        "delta_w_norm_median_collapse": float(coll.delta_w_norm.median()) if len(coll) else float("nan"),
-        "delta_w_norm_median_normal": float(norm.delta_w_norm.median()) if len(norm) else float("nan"),
-        "ppl_ratio_max_normal_rome": float(norm.ppl_ratio.max()) if len(norm) else float("nan"),
-        "ppl_ratio_min_collapse_rome": float(coll.ppl_ratio.min()) if len(coll) else float("nan"),
-        "ppl_ratio_max_consistent_prefix": float(edits[edits.variant == "consistent_prefix"].ppl_ratio.max()),
-        "ppl_base_generic": ref["base"]["generic"],
-        "ppl_base_own": ref["base"]["own"],
-        "first_token_key_centroid_distance_ratio": float(at_layer.centroid_distance_z),
-        "first_token_key_norm_ratio": float(at_layer.norm_ratio),
-        **ft["whitened"],
-        "first_token_pca_explained_1": ft["explained"][0],
-        "first_token_pca_explained_2": ft["explained"][1],
-        "cov_corpus": stat.key["corpus"],
+        **report(run, edits, variants, ft, layer),
+        "ppl_base_generic": ref.base["generic"],
+        "ppl_base_own": ref.base["own"],
+        "cov_corpus": IDENTITY if p["cov"] == IDENTITY else stat.key["corpus"],
         "cov_tokens": stat.n_tokens,
         "cov_condition_number": float(conv.condition_number.iloc[-1]) if len(conv) else float("nan"),
+        "cov_direction_cosine_half_tokens": float(conv.direction_cosine_mean.iloc[-2]) if len(conv) > 1 else float("nan"),
+        "seconds_per_request": float(per_req[["seconds_v_star", "seconds_evaluate", "seconds_perplexity"]].sum(1).mean()),
     }
-    den_c, den_n = summary["denominator_median_collapse"], summary["denominator_median_normal"]
-    summary["denominator_ratio_normal_over_collapse"] = den_n / den_c if den_c and np.isfinite(den_c) else float("nan")
-    if not collapsed_ids:
-        run.note("no edit collapsed with mixed keys; see denominator_median_subject_first_token vs _later and the "
-                 "first-token figures for the mechanism")
-    run.note(f"collapse threshold: perplexity ratio > {thr:g} on generic or own-generation text; distribution: {report}")
+    if not summary["n_collapse_rome"]:
+        run.note("no edit collapsed with mixed keys; see denominator_normalized_median_subject_first_token vs _later and "
+                 "the first-token figures for the mechanism")
+    run.note(f"collapse threshold: perplexity ratio > {thr:g} on generic or own-generation text; distribution: {threshold}")
     run.summary(**summary)
 
+    at_layer = ft_table[(ft_table.layer == layer) & (ft_table.kind == "mlp_key")].iloc[0]
     run.figure("denominator_vs_numerator", figures.denominator_scatter(edits, thr, name))
     run.figure("perplexity_before_after", figures.perplexity_before_after(edits, thr, name))
     run.figure("first_token_projection", figures.first_token_projection(points, layer, name, tuple(ft["explained"]),
                                                                            float(at_layer.norm_ratio)))
     run.figure("first_token_layers", figures.first_token_layers(ft_table, name))
-    run.figure("covariance_convergence", figures.covariance_convergence(conv, layer, stat.description.split(" (")[0], name))
+    if len(conv):
+        run.figure("covariance_convergence", figures.covariance_convergence(conv, layer, stat.description.split(" (")[0], name))
     return summary
 
 

@@ -142,3 +142,55 @@ def subject_position_class(position: int, prompt: str, offset: Optional[int] = 0
     if position == (offset or 0):
         return "first"
     return "subject-first" if prompt.startswith("{}") else "later"
+
+
+COUNTRY_CAPITAL_PROMPTS = ("The capital of {} is", "{}'s capital city is", "The capital city of {} is")
+
+
+def country_capital_requests(n: int, seed: int = 0, first_case_id: int = 10_000) -> list[EditRequest]:
+    """Counterfactual requests built from real facts: country -> capital, rewritten to another
+    country's capital (``interp.countries.countryinfo_facts()``, relation ``country_capital``).
+
+    Each request moves a country's capital to the capital of another country drawn with ``seed``;
+    its paraphrases use the other capital phrasings, its neighbourhood two other countries with
+    their true capitals. Countries named as a subject at the start of a prompt exercise the
+    first-token position for one-token country names.
+
+    Args:
+        n: requests to build (at most one per country; 0 for none).
+        seed: seeds the choice of countries and of the new capitals.
+        first_case_id: case id of the first request (kept apart from the packaged ids).
+
+    Returns:
+        The requests, in the seeded order.
+    """
+    if n <= 0:
+        return []
+    try:
+        from interp.countries import countryinfo_facts
+    except ImportError as e:
+        raise InterpError("the country facts (interp.countries) are not available in this install") from e
+    import random
+
+    facts = [f for f in countryinfo_facts() if f["relation"] == "country_capital" and f["subject"] and f["answer"]]
+    by_country: dict[str, str] = {}
+    for f in facts:
+        by_country.setdefault(f["subject"].strip(), f["answer"].strip())
+    countries = sorted(by_country)
+    if len(countries) < 4:
+        raise InterpError(f"only {len(countries)} country-capital facts; need at least 4")
+    rng = random.Random(seed)
+    chosen = rng.sample(countries, min(n, len(countries)))
+    out = []
+    for i, c in enumerate(chosen):
+        others = [o for o in countries if o != c and by_country[o] != by_country[c]]
+        new = by_country[rng.choice(others)]
+        neigh = rng.sample(others, 2)
+        prompt = "{} has its capital in" if i % 2 else COUNTRY_CAPITAL_PROMPTS[0]  # half put the country first
+        out.append(EditRequest(
+            case_id=first_case_id + i, relation="country_capital", prompt=prompt, subject=c,
+            target_true=" " + by_country[c], target_new=" " + new,
+            paraphrase_prompts=[p.format(c) for p in COUNTRY_CAPITAL_PROMPTS if p != prompt][:2],
+            neighborhood_prompts=[(COUNTRY_CAPITAL_PROMPTS[0].format(o), " " + by_country[o]) for o in neigh],
+        ))
+    return out

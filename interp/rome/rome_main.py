@@ -1,15 +1,22 @@
-"""The rank-one update of ROME, in the three key variants of Yang et al. (2024), and applying it.
+"""The rank-one update of ROME, in the key variants of Yang et al. (2024), and applying it.
 
-With u = C^-1 k̄ (the prefixed key whitened by the key second moment):
+With u = C^-1 k̄ (the prefixed key whitened by the key second moment; C = I in the released C-ROME
+configuration) and δ the optimised output change of :func:`interp.rome.compute_v.compute_v`,
+v* = W k^u + δ:
 
-* ``rome`` (the released implementations, mixed keys):
-  ΔW = (v* - W k^u) u^T / (u^T k^u), with v* = W k^u + δ;
-* ``consistent`` (k̄ everywhere): ΔW = (v̄* - W k̄) u^T / (u^T k̄), with v̄* = W k̄ + δ;
-* ``consistent_prefix``: the same ΔW, with a random prefix from the generated set put before
-  every prompt at test time, so the key the model meets matches the one it was edited on.
+* ``rome`` (the released ROME code, mixed keys): ΔW = (v* - W k^u) u^T / (u^T k^u);
+* ``consistent`` (C-ROME as released by Yang et al.: the target is still v* = W k^u + δ, the key
+  is k̄ in the denominator and the direction, and the current output is W k̄):
+  ΔW = (v* - W k̄) u^T / (u^T k̄);
+* ``consistent_prefix``: the ``consistent`` ΔW with a random prefix from the generated set put
+  before every prompt at test time, so the key the model meets matches the one it was edited on;
+* ``consistent_delta`` (this project's earlier variant, kept for comparison only; not in the
+  default run): the target moved to W k̄ + δ, so ΔW = δ u^T / (u^T k̄).
 
-δ is the optimised delta of :func:`interp.rome.compute_v.compute_v`. The denominator u^T k^u is
-what collapses when k^u is a first-token key; u^T k̄ is a positive quadratic form of k̄.
+The denominator u^T k^u is what collapses when k^u is a first-token key; u^T k̄ is a positive
+quadratic form of k̄. The paper-comparable size is ROME's own: the code normalises u to unit norm,
+so the denominator it divides by (and Yang et al. tabulate) is (C^-1 k̄)^T k / ‖C^-1 k̄‖
+(:func:`normalized_denominator`).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from interp.errors import InterpError
 from interp.model import Model
 
 VARIANTS = ("rome", "consistent", "consistent_prefix")
+ALL_VARIANTS = VARIANTS + ("consistent_delta",)
 
 
 @dataclass
@@ -56,6 +64,11 @@ def rome_denominator(u: Float[torch.Tensor, "d_mlp"], k: Float[torch.Tensor, "d_
     return float(u.double() @ k.double())
 
 
+def normalized_denominator(u: Float[torch.Tensor, "d_mlp"], k: Float[torch.Tensor, "d_mlp"]) -> float:
+    """(C^-1 k̄)^T k / ‖C^-1 k̄‖: the denominator with ROME's unit-norm u (the paper's quantity)."""
+    return rome_denominator(u, k) / float(u.double().norm())
+
+
 def rome_update(
     c_inv: Float[torch.Tensor, "d_mlp d_mlp"],
     k_u: Float[torch.Tensor, "d_mlp"],
@@ -74,18 +87,20 @@ def rome_update(
         delta: the optimised output change δ (``v* = v0 + δ``).
         w_k_u: ``W k^u + b``, the output at the bare prompt (``v0``).
         w_k_bar: ``W k̄ + b``.
-        variant: ``rome``, ``consistent`` or ``consistent_prefix``.
+        variant: one of :data:`ALL_VARIANTS` (see the module docstring).
 
     Returns:
         The update's factors.
     """
-    if variant not in VARIANTS:
-        raise InterpError(f"unknown ROME variant {variant!r}; one of {VARIANTS}")
+    if variant not in ALL_VARIANTS:
+        raise InterpError(f"unknown ROME variant {variant!r}; one of {ALL_VARIANTS}")
     u = rome_direction(c_inv, k_bar)
     if variant == "rome":
         v_star, k, w_k = w_k_u + delta, k_u, w_k_u
-    else:
+    elif variant == "consistent_delta":
         v_star, k, w_k = w_k_bar + delta, k_bar, w_k_bar
+    else:
+        v_star, k, w_k = w_k_u + delta, k_bar, w_k_bar
     den = rome_denominator(u, k)
     if den == 0.0:
         raise InterpError("the ROME denominator is exactly zero; the key is orthogonal to C^-1 k̄")

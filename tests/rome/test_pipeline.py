@@ -8,8 +8,8 @@ from interp.results import Run
 from interp.rome import pipeline
 
 SMALL = dict(
-    n_requests=3, v_contexts=1, v_steps=3, prefix_lengths=[[3, 2]], cov_corpus="generic", cov_samples=10,
-    cov_max_tokens=32, cov_ridge=1e-3, ppl_generic=2, ppl_max_tokens=16, ppl_generations=2, ppl_gen_tokens=4,
+    n_requests=3, country_requests=0, v_contexts=1, v_steps=3, prefix_lengths=[[3, 2]], cov_corpus="generic",
+    cov_tokens=400, cov_max_tokens=32, cov_ridge=1e-3, ppl_generic=2, ppl_max_tokens=16, ppl_generations=2, ppl_gen_tokens=4,
     first_token_texts=3, first_token_layer_step=1, layer=1,
 )
 
@@ -20,8 +20,19 @@ def test_pipeline_runs_end_to_end_on_a_tiny_model(tiny_models, tmp_path, monkeyp
     run = Run(tmp_path / "out", "rome", model=m, params=SMALL)
     s = pipeline.run(m, run, quick=False, **SMALL)
     for k in ("n_requests", "layer", "collapse_rate_rome", "collapse_rate_consistent", "collapse_rate_consistent_prefix",
-              "efficacy_rome", "efficacy_consistent_prefix", "denominator_median_collapse", "denominator_median_normal"):
+              "efficacy_rome", "efficacy_consistent_prefix", "denominator_median_collapse", "denominator_median_normal",
+              "efficacy_collapse_cases_rome", "efficacy_collapse_cases_consistent_prefix",
+              "denominator_normalized_median_collapse", "denominator_normalized_median_normal",
+              "clamp_bound_fraction_collapse", "cov_corpus"):
         assert k in s
+    assert s["cov_corpus"] == "interp-generic-v1" and s["cov_tokens"] == 400
+    claims = pd.read_csv(tmp_path / "out/rome/tables/claims.csv")
+    assert list(claims.columns) == ["claim", "measured", "paper", "verdict"] and len(claims) == 6
+    assert set(claims.verdict) <= {"reproduced", "not reproduced", "opposite", "not measurable"}
+    pos = pd.read_csv(tmp_path / "out/rome/tables/positions.csv")
+    assert set(pos.position_class) == {"first", "subject-first", "later"}
+    manifest = json.loads((tmp_path / "out/rome/manifest.json").read_text())
+    assert "edits_v_star" in run.stage_times and run.stage_times["edits_v_star"]["seconds"] > 0
     assert s["n_requests"] == 3 and s["layer"] == 1
     edits = pd.read_csv(tmp_path / "out/rome/tables/edits.csv")
     assert len(edits) == 9 and set(edits.variant) == {"rome", "consistent", "consistent_prefix"}
@@ -31,6 +42,18 @@ def test_pipeline_runs_end_to_end_on_a_tiny_model(tiny_models, tmp_path, monkeyp
         assert (tmp_path / f"out/rome/figures/{f}.html").is_file()
     again = pipeline.run(m, run, quick=False, **SMALL)
     assert again["efficacy_rome"] == s["efficacy_rome"] and run.stage_times["edit_0"]["resumed"]
+    del manifest
+
+
+def test_identity_covariance_is_recorded(tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
+    m = tiny_models["llama"]
+    params = dict(SMALL, n_requests=2, cov="identity", variants=["rome", "consistent", "consistent_delta"])
+    run = Run(tmp_path / "out", "rome", model=m, params=params)
+    s = pipeline.run(m, run, quick=False, **params)
+    assert s["cov_corpus"] == "identity" and s["cov_tokens"] == 0
+    edits = pd.read_csv(tmp_path / "out/rome/tables/edits.csv")
+    assert set(edits.variant) == {"rome", "consistent", "consistent_delta"}
 
 
 def test_parameters_are_checked(tiny_models, tmp_path):
@@ -53,10 +76,15 @@ def test_default_layer_for_smollm_shape():
 
 def test_quick_sizes_never_override_a_value_the_user_set():
     quick = pipeline.resolve_params({}, quick=True)
-    assert quick["cov_samples"] == pipeline.QUICK["cov_samples"]
+    assert quick["cov_tokens"] == pipeline.QUICK["cov_tokens"]
+    assert pipeline.DEFAULTS["cov_tokens"] >= 100_000 and pipeline.DEFAULTS["cov_corpus"] == "wikipedia"
+    with pytest.raises(InterpError):
+        pipeline.resolve_params({"variants": ["consistent"]}, quick=False)
+    with pytest.raises(InterpError):
+        pipeline.resolve_params({"cov": "diag"}, quick=False)
     # set explicitly, equal to the full default: kept under --quick
-    kept = pipeline.resolve_params({"cov_samples": pipeline.DEFAULTS["cov_samples"], "n_requests": 147}, quick=True)
-    assert kept["cov_samples"] == pipeline.DEFAULTS["cov_samples"]
+    kept = pipeline.resolve_params({"cov_tokens": pipeline.DEFAULTS["cov_tokens"], "n_requests": 147}, quick=True)
+    assert kept["cov_tokens"] == pipeline.DEFAULTS["cov_tokens"]
     assert kept["n_requests"] == 147 and kept["v_contexts"] == pipeline.QUICK["v_contexts"]
     assert pipeline.resolve_params({}, quick=False) == pipeline.DEFAULTS
 
