@@ -3,7 +3,7 @@ import torch
 
 import interp
 from interp.errors import InterpError
-from interp.rome.compute_u import compute_keys, generate_prefixes, key_hook
+from interp.rome.compute_u import compute_keys, generate_prefixes, key_hook, sample_top_k
 from interp.rome.requests import EditRequest, subject_last_position
 
 REQ = [
@@ -19,8 +19,28 @@ def test_prefixes_are_seeded_and_sized(tiny_models):
     c = generate_prefixes(m, ((3, 2), (5, 2)), seed=2)
     assert a == b and a != c and len(a) == 4
     assert all(p.endswith(". ") and "{" not in p for p in a)
+    assert [p.split()[0][:3] for p in a] == ["The", "The", "The", "The"] or all(
+        p.startswith(s) for p, s in zip(a, ["The", "Therefore", "The", "Therefore"]))
     with pytest.raises(InterpError):
-        generate_prefixes(m, ((5, 100),))
+        generate_prefixes(m, ((1, 2),))
+    with pytest.raises(InterpError):
+        generate_prefixes(m, ((5, 0),))
+
+
+def test_sampling_draws_only_from_the_top_k(tiny_models):
+    m = tiny_models["llama"]
+    g = torch.Generator().manual_seed(0)
+    seqs = sample_top_k(m, ["The", "The", "You"], 6, top_k=2, generator=g)
+    start = len(m.encode("The", prepend_bos=False))
+    assert all(len(s) == 6 for s in seqs)
+    bos = [m.bos_token_id] if m.prepend_bos else []
+    for s in seqs:
+        for t in range(start, 6):
+            with torch.no_grad():
+                logits = m.bridge(torch.tensor([bos + s[:t]]))[0, -1]
+            assert s[t] in logits.topk(2).indices.tolist()
+    greedy = sample_top_k(m, ["The"], 6, top_k=1)
+    assert greedy[0][start:] == interp.greedy_generate(m, ["The"], max_new_tokens=6 - start, stop_at_eos=False)[0]
 
 
 def _out_input(model, layer, ids, pos):

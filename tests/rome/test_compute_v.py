@@ -51,3 +51,23 @@ def test_v_star_makes_smollm_state_the_new_object(smollm):
     req = EditRequest(0, "r", "The capital city of {} is", "France", " Paris", " Rome")
     vs = compute_v(smollm, req, 6, [""], steps=20)
     assert vs.nll[-1] < 0.5 * vs.nll[0]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3", "opt"])
+def test_prefix_cache_gives_the_same_optimisation(tiny_models, family):
+    """Positions before the subject do not depend on δ: caching them changes nothing but the cost."""
+    m = tiny_models[family]
+    ctx = ["", "Hi there. ", "The cat sat on the mat. "]
+    for req in (REQ, EditRequest(1, "r", "The home of {} is", "Qrs tuv", " x", " y z")):
+        a = compute_v(m, req, 1, ctx, steps=4, prefix_cache=False, clamp_norm_factor=100.0)
+        b = compute_v(m, req, 1, ctx, steps=4, prefix_cache=True, clamp_norm_factor=100.0)
+        torch.testing.assert_close(a.delta, b.delta, atol=1e-4, rtol=1e-3)
+        assert a.losses == pytest.approx(b.losses, rel=1e-4)
+
+
+def test_clamp_flag(tiny_models):
+    m = tiny_models["llama"]
+    tight = compute_v(m, REQ, 1, [""], steps=5, lr=5.0, clamp_norm_factor=0.1)
+    assert tight.clamp_bound and tight.delta_rel_norm == pytest.approx(0.1, rel=1e-3)
+    loose = compute_v(m, REQ, 1, [""], steps=2, lr=1e-3, clamp_norm_factor=100.0)
+    assert not loose.clamp_bound and loose.delta_rel_norm < 1

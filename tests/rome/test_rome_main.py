@@ -5,7 +5,7 @@ import interp
 from interp.errors import InterpError
 from interp.rome.compute_u import compute_keys, value_hook
 from interp.rome.requests import EditRequest, subject_last_position
-from interp.rome.rome_main import VARIANTS, applied_edit, rome_denominator, rome_direction, rome_update
+from interp.rome.rome_main import ALL_VARIANTS, applied_edit, normalized_denominator, rome_denominator, rome_direction, rome_update
 
 REQ = EditRequest(0, "r", "{} lives in", "Abc", " x", " yz")
 
@@ -25,7 +25,13 @@ def test_update_algebra():
     torch.testing.assert_close(mixed.delta_w @ k_u, delta, atol=1e-4, rtol=1e-4)
     assert mixed.denominator == pytest.approx(float((c_inv @ k_bar) @ k_u), rel=1e-5)
     cons = rome_update(c_inv, k_u, k_bar, delta, W @ k_u, W @ k_bar, "consistent")
-    torch.testing.assert_close(cons.delta_w @ k_bar, delta, atol=1e-4, rtol=1e-4)
+    # released C-ROME: the prefixed key k̄ is mapped onto the target v* = W k^u + δ
+    torch.testing.assert_close((W + cons.delta_w) @ k_bar, W @ k_u + delta, atol=1e-4, rtol=1e-4)
+    old = rome_update(c_inv, k_u, k_bar, delta, W @ k_u, W @ k_bar, "consistent_delta")
+    torch.testing.assert_close(old.delta_w @ k_bar, delta, atol=1e-4, rtol=1e-4)
+    assert old.denominator == pytest.approx(cons.denominator)
+    u = rome_direction(c_inv, k_bar)
+    assert normalized_denominator(u, k_u) == pytest.approx(mixed.denominator / float(u.norm()), rel=1e-5)
     assert cons.denominator > 0
     assert mixed.norm == pytest.approx(float(mixed.delta_w.norm()), rel=1e-4)
     # a key C^-1-orthogonal to k̄ drives the mixed denominator to zero and the update up
@@ -49,7 +55,7 @@ def test_applied_edit_writes_v_star_and_restores(tiny_models, family):
     param, _ = m.mlp_out_parameter(layer)
     saved = param.detach().clone()
     ids, p = subject_last_position(m, "", REQ.prompt, REQ.subject)
-    for variant in VARIANTS:
+    for variant in ALL_VARIANTS:
         up = rome_update(c_inv, keys.k_u[0], keys.k_bar[0], delta, keys.w_k_u[0], keys.w_k_bar[0], variant)
         with applied_edit(m, layer, up):
             assert not torch.equal(param, saved)
@@ -58,7 +64,8 @@ def test_applied_edit_writes_v_star_and_restores(tiny_models, family):
                 torch.testing.assert_close(v, keys.w_k_u[0] + delta, atol=1e-3, rtol=1e-3)
             else:
                 k2 = compute_keys(m, [REQ], layer, ["Hi. ", "Yo there. "])
-                torch.testing.assert_close(k2.w_k_bar[0], keys.w_k_bar[0] + delta, atol=1e-3, rtol=1e-3)
+                want = keys.w_k_bar[0] + delta if variant == "consistent_delta" else keys.w_k_u[0] + delta
+                torch.testing.assert_close(k2.w_k_bar[0], want, atol=1e-3, rtol=1e-3)
         assert torch.equal(param, saved)
     with pytest.raises(ValueError):
         with applied_edit(m, layer, up):
