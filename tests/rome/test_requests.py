@@ -54,3 +54,18 @@ def test_bad_requests_raise(tmp_path):
                               "neighborhood_prompts": [{"prompt": "Y is in", "target": " A"}]}]))
     (r,) = load_requests(f)
     assert r.text == "X is in" and r.neighborhood_prompts == [("Y is in", " A")]
+
+
+def test_country_capital_requests_are_real_seeded_counterfacts():
+    from interp.countries import countryinfo_facts
+    from interp.rome.requests import country_capital_requests
+
+    capitals = {f["subject"]: f["answer"] for f in countryinfo_facts() if f["relation"] == "country_capital"}
+    a = country_capital_requests(6, seed=1)
+    assert a == country_capital_requests(6, seed=1) and a != country_capital_requests(6, seed=2)
+    assert len(a) == 6 and len({r.case_id for r in a}) == 6 and all(r.relation == "country_capital" for r in a)
+    for r in a:
+        assert r.target_true.strip() == capitals[r.subject] and r.target_new.strip() != r.target_true.strip()
+        assert r.target_new.strip() in set(capitals.values()) and r.prompt.count("{}") == 1
+        assert len(r.paraphrase_prompts) == 2 and len(r.neighborhood_prompts) == 2
+    assert any(r.prompt.startswith("{}") for r in a) and country_capital_requests(0) == []
