@@ -77,8 +77,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 QUICK: dict[str, Any] = {
-    "n_requests": 8,
-    "country_requests": 4,
+    "n_requests": 6,
+    "country_requests": 2,
     "v_contexts": 4,
     "cov_tokens": 16_384,
     "ppl_generic": 6,
@@ -93,13 +93,19 @@ LAYER_RULE = "round(0.2 * n_layers)"
 
 
 def default_layer(model: Model) -> int:
-    """The MLP layer ROME edits by default: 20% of the depth, ``round(0.2 * n_layers)``.
+    """The MLP layer ROME edits by default: the registry's ``rome_layer`` for a known model, else
+    20% of the depth, ``round(0.2 * n_layers)`` (the rule the registry's values follow).
 
     ROME edits an early-middle MLP, where causal tracing finds the subject's last token's MLP
     effect on factual recall largest: layer 17 of 48 in GPT-2-XL (35%), 5 of 28 in GPT-J (18%).
     The rule gives layer 6 of SmolLM2-135M's 30, 4 of Gemma 3 270M's 18 and 5 of Qwen2.5 0.5B's
     24; every run can set ``layer``.
     """
+    from interp.loading import registry
+
+    entry = registry().get(getattr(model, "spec", ""), {}) if isinstance(getattr(model, "spec", None), str) else {}
+    if "rome_layer" in entry:
+        return int(entry["rome_layer"])
     return max(0, min(model.n_layers - 1, round(0.2 * model.n_layers)))
 
 

@@ -40,7 +40,8 @@ def test_summary_splits_collapse_and_normal_cases():
 def test_claims_verdicts_follow_the_numbers():
     e = _edits()
     s = edit_summary(e, VARIANTS)
-    s.update(first_token_key_centroid_distance_ratio=5.0, first_token_key_norm_ratio=0.2)
+    s.update(first_token_key_centroid_distance_ratio=0.3, first_token_key_norm_ratio=0.2, whitened_norm_first_texts=5.0,
+             whitened_norm_later_texts=40.0)
     c = claims_table(s, position_table(e, VARIANTS)).set_index("claim")
     v = c.verdict.tolist()
     assert list(c.reset_index().columns) == ["claim", "measured", "paper", "verdict"]
@@ -49,3 +50,11 @@ def test_claims_verdicts_follow_the_numbers():
     assert v[2] == "opposite"  # numerator smaller in collapse cases here
     assert v[3] == "reproduced" and v[4] == "reproduced"
     assert v[5] == "not reproduced"  # efficacy on collapse cases 0.5 < 0.9
+
+
+def test_first_token_claim_needs_a_norm_gap():
+    e = _edits()
+    s = edit_summary(e, VARIANTS)
+    s.update(first_token_key_centroid_distance_ratio=1.0, first_token_key_norm_ratio=0.9, whitened_norm_first_texts=38.0,
+             whitened_norm_later_texts=40.0)
+    assert claims_table(s, position_table(e, VARIANTS)).verdict.iloc[3] == "not reproduced"
