@@ -19,7 +19,7 @@ LATER = [EditRequest(2, "r", "The capital city of {} is", "France", " Paris", " 
 def test_first_token_subjects_have_tiny_mixed_denominators(smollm, tmp_path, monkeypatch):
     monkeypatch.setenv("INTERP_CACHE", str(tmp_path))
     layer = 6
-    st = layer_stats(smollm, layer, "generic", n_samples=40, max_tokens=96)
+    st = layer_stats(smollm, layer, "wikipedia", n_tokens=8192, max_tokens=96)
     c_inv = inverse_covariance(st.mom2, 1e-3).float()
     keys = compute_keys(smollm, FIRST + LATER, layer, PREFIXES)
     assert keys.positions[:2] == [0, 0] and min(keys.positions[2:]) > 0
