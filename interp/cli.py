@@ -2,7 +2,9 @@
 
     interp models                                   what can be loaded, its family, cached or not
     interp run ANALYSIS --model SPEC --out DIR      one analysis (recall, glitch, rome)
-    interp reproduce --model SPEC --out DIR         every analysis, plus DIR/index.html
+    interp reproduce --model SPEC --out DIR         every analysis, plus the report page DIR/index.html
+    interp report --out DIR                         rebuild DIR/index.html from DIR's run folders (no model)
+    interp report --families ROOT                   the cross-family page ROOT/index.html (ROOT/<model>/...)
     interp ablate-final-heads --model SPEC          before/after table of the recall ablation
 
 Bad input ends with one ``error:`` line and exit status 2; an interrupted run resumes from its
@@ -12,7 +14,6 @@ last finished stage when run again with the same arguments.
 from __future__ import annotations
 
 import argparse
-import html
 import importlib
 import json
 import os
@@ -83,10 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("analysis", choices=list(ANALYSES), help="which analysis")
     _add_run_args(p)
 
-    p = sub.add_parser("reproduce", help="run every analysis and write an index.html",
-                       description="Run every analysis on one model and write OUT/index.html linking all figures.")
+    p = sub.add_parser("reproduce", help="run every analysis and write the report page OUT/index.html",
+                       description="Run every analysis on one model and write the report page OUT/index.html (claims, figures, tables, provenance).")
     p.add_argument("--only", nargs="*", choices=list(ANALYSES), help="restrict to these analyses")
     _add_run_args(p)
+
+    p = sub.add_parser("report", help="rebuild the report pages from existing run folders (no model needed)",
+                       description="Write OUT/index.html for one model's run folders (OUT/ANALYSIS/), and/or the "
+                       "cross-family page ROOT/index.html for every model folder under ROOT (ROOT/<model>/ANALYSIS/). "
+                       "Each page loads one plotly.min.js written beside it and works offline from file://.")
+    p.add_argument("--out", metavar="DIR", help="one model's output folder (as given to `interp reproduce --out`)")
+    p.add_argument("--families", metavar="ROOT", help="folder of model folders, e.g. figures (also rebuilds each model's page)")
 
     p = sub.add_parser("ablate-final-heads", help="factual recall before/after ablating final-layer suppressor heads",
                        description="Choose (or take) final-layer heads that suppress correct answers, ablate them, "
@@ -141,30 +149,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_index(out: Path, model_spec: str, names: Sequence[str]) -> Path:
-    """Write ``out/index.html`` linking every figure and summary under ``out``."""
-    parts = [f"<h1>interp: {html.escape(model_spec)}</h1>"]
-    for name in names:
-        d = out / name
-        if not d.is_dir():
-            continue
-        parts.append(f"<h2>{html.escape(name)}</h2>")
-        summ = d / "summary.json"
-        if summ.is_file():
-            parts.append(f"<pre>{html.escape(summ.read_text())}</pre>")
-        for fig in sorted((d / "figures").glob("*.html")):
-            png = fig.with_suffix(".png")
-            rel = fig.relative_to(out).as_posix()
-            img = (f'<br><img src="{png.relative_to(out).as_posix()}" width="600">' if png.is_file() else "")
-            parts.append(f'<p><a href="{rel}">{html.escape(fig.stem)}</a>{img}</p>')
-        tables = sorted((d / "tables").glob("*.csv"))
-        if tables:
-            links = ", ".join(f'<a href="{t.relative_to(out).as_posix()}">{html.escape(t.stem)}</a>' for t in tables)
-            parts.append(f"<p>tables: {links}</p>")
-    page = "<!doctype html><meta charset='utf-8'><title>interp</title><body style='font-family:sans-serif'>" + "\n".join(parts)
-    path = out / "index.html"
-    path.write_text(page)
-    return path
+def cmd_report(args: argparse.Namespace) -> int:
+    from interp.report import is_run_folder, model_folders, write_families_page, write_model_page
+
+    if not args.out and not args.families:
+        raise InterpError("report needs --out DIR (one model's page) or --families ROOT (the cross-family page)")
+    if args.out:
+        out = Path(args.out)
+        if not out.is_dir() or not any(is_run_folder(p) for p in out.iterdir()):
+            raise InterpError(f"--out {out}: no run folders there (expected {out}/ANALYSIS/summary.json)")
+        print(f"wrote {write_model_page(out)}")
+    if args.families:
+        root = Path(args.families)
+        if not model_folders(root):
+            raise InterpError(f"--families {root}: no model folders there (expected {root}/MODEL/ANALYSIS/summary.json)")
+        print(f"wrote {write_families_page(root)}")
+    return 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -178,8 +178,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = Path(args.out)
     for name in names:
         run_analysis(name, model, out, args.quick, args.seed, args.fresh, not args.no_png, {})
-    index = write_index(out, args.model, names)
-    print(f"wrote {index}")
+    from interp.report import write_model_page
+
+    print(f"wrote {write_model_page(out)}")
     return 0
 
 
@@ -199,7 +200,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         import torch
 
         torch.set_num_threads(int(os.environ["INTERP_THREADS"]))
-    handlers = {"models": cmd_models, "run": cmd_run, "reproduce": cmd_reproduce, "ablate-final-heads": cmd_ablate}
+    handlers = {"models": cmd_models, "run": cmd_run, "reproduce": cmd_reproduce, "report": cmd_report,
+                "ablate-final-heads": cmd_ablate}
     try:
         return handlers[args.command](args)
     except InterpError as e:

@@ -3,7 +3,8 @@
 A :class:`Run` owns ``OUT/ANALYSIS/``::
 
     tables/NAME.csv, tables/NAME.parquet    pandas tables
-    figures/NAME.html, figures/NAME.png     plotly figures (self-contained HTML; PNG via kaleido)
+    figures/NAME.html, figures/NAME.json    plotly figures: HTML that loads the shared ``../../plotly.min.js``
+    figures/NAME.png                        (written once per output folder), the figure's JSON, PNG via kaleido
     summary.json                            headline numbers
     manifest.json                           model spec and weight hash, package versions, seed,
                                             parameters, numerics mode, wall time per stage
@@ -182,9 +183,12 @@ class Run:
         return base.with_suffix(".csv")
 
     def figure(self, name: str, fig: Any) -> Path:
-        """Write ``figures/NAME.html`` now; its PNG is rendered with the others in :meth:`finish`."""
-        path = self.dir / "figures" / f"{name}.html"
-        fig.write_html(path, include_plotlyjs=True, full_html=True)
+        """Write ``figures/NAME.html`` and ``figures/NAME.json`` now; the PNG is rendered in :meth:`finish`.
+
+        The HTML loads plotly.js from ``OUT/plotly.min.js`` (one copy shared by every figure and the
+        report page, written here when missing), so it works offline without embedding 4.8 MB each.
+        """
+        path = write_figure(fig, self.dir / "figures", name, write_plotlyjs(self.dir.parent))
         self._figures.append((name, fig))
         return path
 
@@ -236,6 +240,54 @@ class _Timer:
 
     def __exit__(self, *exc: Any) -> None:
         self.run.stage_times[self.name] = {"seconds": time.perf_counter() - self.t, "resumed": False}
+
+
+PLOTLYJS = "plotly.min.js"
+
+
+def write_plotlyjs(folder: str | Path) -> Path:
+    """Write ``folder/plotly.min.js`` from the installed plotly package, unless it holds this version.
+
+    Args:
+        folder: where the bundle goes (an output folder: pages and figures beneath it load it).
+
+    Returns:
+        The bundle's path.
+    """
+    import plotly.offline
+
+    path = Path(folder) / PLOTLYJS
+    js = plotly.offline.get_plotlyjs()
+    if not (path.is_file() and path.stat().st_size == len(js.encode())):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(js, encoding="utf-8")
+        tmp.replace(path)
+    return path
+
+
+def write_figure(fig: Any, folder: str | Path, name: str, plotlyjs: str | Path) -> Path:
+    """Write a plotly figure as ``folder/NAME.html`` (loading a shared plotly.js) and ``folder/NAME.json``.
+
+    Args:
+        fig: the plotly figure.
+        folder: the figures folder.
+        name: file stem.
+        plotlyjs: the shared plotly.js bundle; the HTML references it by a path relative to ``folder``.
+
+    Returns:
+        The HTML path.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    src = Path(os.path.relpath(Path(plotlyjs).resolve(), folder.resolve())).as_posix()
+    html = fig.to_html(include_plotlyjs=src, full_html=True)
+    for suffix, text in ((".html", html), (".json", fig.to_json())):
+        path = folder / f"{name}{suffix}"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    return folder / f"{name}.html"
 
 
 def render_pngs(items: list[tuple[Any, Path]]) -> None:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from interp.cli import main, write_index
+from interp.cli import main
 
 
 def test_unknown_model_is_one_line(capsys):
@@ -24,7 +24,7 @@ def test_bad_set(capsys):
     assert "key=value" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("cmd", [[], ["models"], ["run"], ["reproduce"], ["ablate-final-heads"]])
+@pytest.mark.parametrize("cmd", [[], ["models"], ["run"], ["reproduce"], ["report"], ["ablate-final-heads"]])
 def test_help_fits_one_screen(cmd):
     out = subprocess.run([sys.executable, "-m", "interp.cli", *cmd, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "usage: interp" in out.stdout
@@ -38,12 +38,26 @@ def test_models_lists_embedded_as_cached(capsys):
     assert "llama" in line and "yes" in line
 
 
-def test_index_links_figures(tmp_path):
-    (tmp_path / "recall/figures").mkdir(parents=True)
-    (tmp_path / "recall/figures/a.html").write_text("x")
-    (tmp_path / "recall/figures/a.png").write_bytes(b"x")
-    page = write_index(tmp_path, "m", ["recall", "glitch"]).read_text()
+def test_report_rebuilds_pages_without_a_model(tmp_path, capsys):
+    (tmp_path / "m/recall/figures").mkdir(parents=True)
+    (tmp_path / "m/recall/summary.json").write_text('{"n_facts": 3}')
+    (tmp_path / "m/recall/figures/a.html").write_text("x")
+    (tmp_path / "m/recall/figures/a.png").write_bytes(b"x")
+    assert main(["report", "--out", str(tmp_path / "m")]) == 0
+    page = (tmp_path / "m/index.html").read_text()
     assert 'href="recall/figures/a.html"' in page and 'src="recall/figures/a.png"' in page
+    assert main(["report", "--families", str(tmp_path)]) == 0
+    assert 'href="m/index.html"' in (tmp_path / "index.html").read_text()
+    assert (tmp_path / "plotly.min.js").is_file() and (tmp_path / "m/plotly.min.js").is_file()
+
+
+@pytest.mark.parametrize("args", [["report"], ["report", "--out", "."], ["report", "--families", "."]])
+def test_report_without_runs_is_one_line(args, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    assert not (tmp_path / "index.html").exists()
 
 
 def test_python_run_matches_the_run_folder(tmp_path):

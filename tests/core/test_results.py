@@ -30,7 +30,10 @@ def test_run_writes_everything_and_resumes(tmp_path):
     d = tmp_path / "demo"
     assert (d / "tables/t.csv").is_file() and (d / "tables/t.parquet").is_file()
     html = (d / "figures/f.html").read_text()
-    assert "plotly" in html and len(html) > 1_000_000  # plotly.js embedded: works offline
+    # plotly.js is not embedded: every figure loads the one copy written once in the output folder
+    assert len(html) < 100_000 and 'src="../../plotly.min.js"' in html
+    assert (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
+    assert json.loads((d / "figures/f.json").read_text())["layout"]["title"]["text"] == "demo"
     png = (d / "figures/f.png").read_bytes()
     assert png[:4] == b"\x89PNG"
     # PNG size comes from the figure's layout (default 1000x620), not kaleido's 700x500
