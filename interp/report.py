@@ -810,12 +810,15 @@ def write_families_page(root: str | Path, build_model_pages: bool = True) -> Pat
         link = f'<a href="{_e(_rel(page, root))}">{_e(f.name)}</a>' if page.is_file() else _e(f.name)
         not_run = f' <span class="muted">(not run: {_e(missing)})</span>' if missing else ""
         warns = "".join(f'<div class="warn">{_e(w)}</div>' for w in warn)
+        tables = [r.claims for r in runs.values() if r.claims is not None]
+        counts = _counts_html(pd.concat(tables, ignore_index=True) if tables else None)
+        wh = str(ident.get("weight_hash", "—"))
         rows.append(f"<tr><td>{link}</td><td>{_e(ident.get('spec', '—'))}</td><td>{_e(ident.get('family', '—'))}</td>"
-                    f"<td>{_e(fmt(ident.get('n_layers')))}</td><td><code>{_e(str(ident.get('weight_hash', '—'))[:30])}</code></td>"
-                    f"<td>{_e(ran)}{not_run}{warns}</td></tr>")
+                    f"<td>{_e(fmt(ident.get('n_layers')))}</td><td><code title=\"{_e(wh)}\">{_e(wh[:30])}</code></td>"
+                    f"<td>{_e(ran)}{not_run}{warns}</td><td>{counts}</td></tr>")
     if rows:
         body.append('<table class="claims"><thead><tr><th>folder</th><th>model</th><th>family</th><th>layers</th>'
-                    "<th>weights hash</th><th>analyses</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+                    "<th>weights hash</th><th>analyses</th><th>claims</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
     else:
         body.append("<p class=\"note\">no model folders here (ROOT/&lt;model&gt;/&lt;analysis&gt;/summary.json).</p>")
     body.append("<p class=\"note\">Verdicts come from each run's <code>tables/claims.csv</code>: "

@@ -80,3 +80,25 @@ def test_python_run_matches_the_run_folder(tmp_path):
     assert man["params"]["v_steps"] == 2
     with pytest.raises(interp.InterpError, match="no parameter"):
         interp.run("rome", model, out=tmp_path, bogus=1)
+
+
+def test_reproduce_writes_the_report_page(tmp_path, monkeypatch, capsys):
+    import plotly.graph_objects as go
+
+    import interp.analyses
+    import interp.cli
+    from interp.results import Run
+
+    def fake_run(name, model, out, *a, **k):
+        run = Run(out, name, params={"p": 1})
+        run.figure("f", go.Figure(go.Bar(x=["a"], y=[1])))
+        run.summary(value=0.25)
+        return run.finish(png=False)
+
+    monkeypatch.setattr(interp.cli, "_load", lambda args: None)
+    monkeypatch.setattr(interp.analyses, "run_analysis", fake_run)
+    assert main(["reproduce", "--only", "recall", "rome", "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "index.html").read_text()
+    assert 'id="recall"' in page and 'id="rome"' in page and "no claims table exists" in page
+    assert page.count('class="plot"') == 2 and '<script src="plotly.min.js">' in page
+    assert str(tmp_path / "index.html") in capsys.readouterr().out

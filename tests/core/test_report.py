@@ -235,6 +235,8 @@ def test_families_page_structure(families):
     assert _links(page).scripts_src == [PLOTLYJS] and (families / PLOTLYJS).is_file()
     assert (families / "m1/index.html").is_file() and (families / "m2/index.html").is_file()
     assert 'href="m1/index.html"' in html and "notamodel" not in html
+    models = html[html.index('id="models"'):html.index('id="claims-recall"')]
+    assert "1 opposite" in models and "1 not measurable" in models  # m1 has the opposite, m2 the unmeasurable
     claims = html[html.index('id="claims-recall"'):html.index('id="claims-glitch"')]
     assert "<th>m1</th><th>m2</th>" in claims and "Only in m2" in claims and "not in this run" in claims
     assert 'href="m1/recall/figures/main.html"' in claims  # the claim's figure
