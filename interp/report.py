@@ -181,6 +181,16 @@ def fmt(x: Any) -> str:
     return str(x)
 
 
+def fmt_cell(text: Any) -> str:
+    """A claims-table cell: numbers written with many digits shortened to 4 significant, text as it is."""
+    t = str(text).strip()
+    try:
+        x = float(t)
+    except ValueError:
+        return t
+    return fmt(x) if len(t) > 7 and math.isfinite(x) else t
+
+
 def _seconds(s: Any) -> str:
     try:
         s = float(s)
@@ -363,8 +373,8 @@ def _claims_html(run: RunFolder, page_dir: Path) -> str:
         f = next((f for f in run.figures if f.name == figname), None)
         if f is not None:
             link = f' <a class="cell-link" href="#fig-{_e(run.analysis)}-{_e(f.name)}">figure</a>'
-        rows.append(f"<tr><td>{_e(r['claim'])}{link}</td><td class=\"num\">{_e(r['measured'])}</td>"
-                    f"<td class=\"num\">{_e(r['paper'])}</td><td>{_badge(r['verdict'])}</td></tr>")
+        rows.append(f"<tr><td>{_e(r['claim'])}{link}</td><td class=\"num\">{_e(fmt_cell(r['measured']))}</td>"
+                    f"<td class=\"num\">{_e(fmt_cell(r['paper']))}</td><td>{_badge(r['verdict'])}</td></tr>")
     head = "<thead><tr><th>claim</th><th>measured here</th><th>paper</th><th>verdict</th></tr></thead>"
     return f'<table class="claims">{head}<tbody>{"".join(rows)}</tbody></table>'
 
@@ -645,9 +655,9 @@ def _matrix_html(models: dict[str, dict[str, RunFolder]], analysis: str, root: P
             if fig is not None:
                 target = fig.html or fig.png or fig.json
             href = _rel(target, root) if target is not None else f"{_rel(root / m, root)}/index.html#{analysis}"
-            tds.append(f'<td class="num">{_e(cell.get("measured", ""))}<br>{_badge(str(cell.get("verdict", "")))} '
+            tds.append(f'<td class="num">{_e(fmt_cell(cell.get("measured", "")))}<br>{_badge(str(cell.get("verdict", "")))} '
                        f'<a class="cell-link" href="{_e(href)}">{"figure" if target is not None else "page"}</a></td>')
-        body.append(f"<tr><td>{_e(row['claim'])}</td><td class=\"num\">{_e(row['paper'])}</td>{''.join(tds)}</tr>")
+        body.append(f"<tr><td>{_e(row['claim'])}</td><td class=\"num\">{_e(fmt_cell(row['paper']))}</td>{''.join(tds)}</tr>")
     return f'<table class="matrix"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
 
 

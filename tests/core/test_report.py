@@ -295,3 +295,10 @@ def test_browser_check_sees_a_page_that_cannot_draw(model_dir, tmp_path):
     attrs, console = _browse(page, tmp_path)
     assert attrs["figures-rendered"] == "0" and "plotly.js did not load" in " ".join(console)
     assert json.loads(attrs["errors"].replace("&quot;", '"')) != []
+
+
+def test_long_numbers_in_claims_are_shortened(tmp_path):
+    make_run(tmp_path / "m", "recall", claims=[{"claim": "c", "measured": "0.32769612967967987", "paper": "> 0.1",
+                                                 "verdict": "reproduced"}])
+    html = write_model_page(tmp_path / "m").read_text()
+    assert "0.3277" in html and "0.32769612967967987" not in html and "&gt; 0.1" in html
