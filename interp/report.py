@@ -273,7 +273,8 @@ border-bottom:1px solid var(--line);padding:5px 8px;text-align:left;vertical-ali
 table.data thead th,table.claims thead th,table.matrix thead th{background:#eef1f6;font-weight:600;position:sticky;top:44px}
 table.data tbody tr:nth-child(even){background:#fafbfc}
 table.data td{font-variant-numeric:tabular-nums}
-table.claims td.num,table.matrix td.num{font-variant-numeric:tabular-nums;white-space:nowrap}
+table.claims td.num,table.matrix td.num{font-variant-numeric:tabular-nums;min-width:110px}
+table.claims td:first-child{min-width:260px}
 table.kv th{text-align:left;font-weight:500;color:var(--muted);padding:2px 14px 2px 0;vertical-align:top;white-space:nowrap}
 table.kv td{padding:2px 0;word-break:break-word;font-variant-numeric:tabular-nums}
 .kvgrid{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:0 28px}
@@ -727,32 +728,40 @@ def argument_heads_overlay(models: dict[str, dict[str, RunFolder]]) -> tuple[Opt
 
 
 def collapse_denominator_overlay(models: dict[str, dict[str, RunFolder]]) -> tuple[Optional[Any], list[str]]:
-    """ROME update denominators per model, collapsing edits apart from normal ones (log scale)."""
+    """ROME update denominators per model, collapsing edits apart from normal ones (log scale).
+
+    Reads ``rome/tables/edits.csv``; plots ``denominator_normalized`` when every model's table has it
+    (comparable across families whose keys differ in scale), else the raw ``denominator``.
+    """
     import plotly.graph_objects as go
 
-    fig, missing = go.Figure(), []
+    tables, missing = {}, []
     for m, runs in models.items():
         r = runs.get("rome")
         t = r.table("edits") if r else None
         if t is None or "denominator" not in t.columns:
             missing.append(m)
             continue
-        if "variant" in t.columns:
-            t = t[t["variant"].astype(str) == "rome"]
-        groups = [(str(k).lower() == "true", g) for k, g in t.groupby("collapse")] if "collapse" in t.columns else [(None, t)]
-        for col, g in groups:
-            label = {True: "collapse", False: "no collapse", None: "all edits"}[col]
-            fig.add_trace(go.Box(x=[m] * len(g), y=g["denominator"], name=label, legendgroup=label, offsetgroup=label,
-                                 showlegend=m == next(k for k in models if k not in missing),
-                                 boxpoints="all", jitter=0.4, pointpos=0,
-                                 marker=dict(color={True: "#c0392b", False: "#2b5fad", None: "#555"}[col], size=6),
-                                 line=dict(color={True: "#c0392b", False: "#2b5fad", None: "#555"}[col]),
-                                 text=g["subject"].astype(str) if "subject" in g.columns else None))
-    if not fig.data:
+        tables[m] = t[t["variant"].astype(str) == "rome"] if "variant" in t.columns else t
+    if not tables:
         return None, missing
-    fig.update_layout(title="ROME update denominators per model: collapsing vs normal edits<br>"
-                            "<sup>denominator of the rank-one update (C⁻¹k)ᵀk; plain ROME edits; log scale</sup>",
-                      yaxis_type="log", yaxis_title="denominator", boxmode="group", template="plotly_white", height=520)
+    col = "denominator_normalized" if all("denominator_normalized" in t.columns for t in tables.values()) else "denominator"
+    colors = {True: "#c0392b", False: "#2b5fad", None: "#555"}
+    fig, shown = go.Figure(), set()
+    for m, t in tables.items():
+        groups = [(str(k).lower() == "true", g) for k, g in t.groupby("collapse")] if "collapse" in t.columns else [(None, t)]
+        for flag, g in groups:
+            label = {True: "collapse", False: "no collapse", None: "all edits"}[flag]
+            fig.add_trace(go.Box(x=[m] * len(g), y=g[col], name=label, legendgroup=label, offsetgroup=label,
+                                 showlegend=label not in shown, boxpoints="all", jitter=0.4, pointpos=0,
+                                 marker=dict(color=colors[flag], size=6), line=dict(color=colors[flag]),
+                                 text=g["subject"].astype(str) if "subject" in g.columns else None))
+            shown.add(label)
+    what = ("normalised denominator (C⁻¹k̄)ᵀkᵘ / ‖C⁻¹k̄‖" if col == "denominator_normalized"
+            else "denominator of the rank-one update")
+    fig.update_layout(title=f"ROME update denominators per model: collapsing vs normal edits<br><sup>{what}; "
+                            "plain ROME edits; log scale</sup>",
+                      yaxis_type="log", yaxis_title=col.replace("_", " "), boxmode="group", template="plotly_white", height=520)
     return fig, missing
 
 

@@ -302,3 +302,16 @@ def test_long_numbers_in_claims_are_shortened(tmp_path):
                                                  "verdict": "reproduced"}])
     html = write_model_page(tmp_path / "m").read_text()
     assert "0.3277" in html and "0.32769612967967987" not in html and "&gt; 0.1" in html
+
+
+def test_collapse_overlay_prefers_the_normalised_denominator(families):
+    from interp.report import collapse_denominator_overlay
+
+    models = {m: read_runs(families / m) for m in ("m1", "m2")}
+    fig, missing = collapse_denominator_overlay(models)
+    assert missing == ["m1"] and {t.name for t in fig.data} == {"collapse", "no collapse"}
+    assert sorted(y for t in fig.data for y in t.y) == [40.0, 3000.0]  # plain ROME rows only
+    edits = families / "m2/rome/tables/edits.csv"
+    pd.read_csv(edits).assign(denominator_normalized=[0.5, 7.0, 9.0]).to_csv(edits, index=False)
+    fig, _ = collapse_denominator_overlay({m: read_runs(families / m) for m in ("m1", "m2")})
+    assert sorted(y for t in fig.data for y in t.y) == [0.5, 7.0] and fig.layout.yaxis.title.text == "denominator normalized"
