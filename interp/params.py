@@ -295,7 +295,6 @@ class Params:
         widths = [min(max(len(r[i]) for r in rows), cap) for i, cap in enumerate((24, 14, 18, 12, 22, 200))]
         lines = []
         for r in rows:
-            cells = [c if len(c) <= w or i == 5 else c[: w - 1] + "~" for i, (c, w) in enumerate(zip(r, widths))]
-            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(cells[:5], widths)) + "  " + cells[5])
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5])
         return (f"parameters of {self.analysis} (--set NAME=VALUE, repeatable; values are JSON or plain text; "
                 "quick: the value under --quick, '=' when it is the default):\n" + "\n".join(lines))

@@ -8,6 +8,7 @@ first-token analysis -> tables, figures, summary.
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -239,7 +240,8 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
     rows: list[dict] = []
     from tqdm.auto import tqdm
 
-    for i, req in enumerate(tqdm(requests, desc="ROME edits", unit="edit")):
+    for i, req in enumerate(tqdm(requests, desc="ROME edits", unit="edit",
+                                       disable=os.environ.get("INTERP_PROGRESS", "1") == "0")):
         rows += run.stage(f"edit_{req.case_id}", lambda: _edit_stage(model, p, layer, req, i, keys, c_inv, prefixes, ref),
                           key=[layer, req.case_id])
     edits = pd.DataFrame(rows)
