@@ -27,6 +27,7 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from interp.results import PLOTLYJS, write_plotlyjs
+from interp.store import atomic_write
 
 ANALYSIS_ORDER = ("recall", "glitch", "rome")
 ANALYSIS_TITLES = {
@@ -118,7 +119,9 @@ def read_run(folder: str | Path) -> RunFolder:
     run.manifest = _read_json(d / "manifest.json", run.problems)
     if run.manifest and run.manifest.get("finished") is False:
         run.problems.append("the run did not finish (manifest says finished: false)")
-    run.tables = sorted((d / "tables").glob("*.csv")) if (d / "tables").is_dir() else []
+    if (d / ".lock").is_file():
+        run.problems.append("a run holds this folder now (.lock): its files may change while you read them")
+    run.tables = sorted(p for p in (d / "tables").glob("*.csv") if not p.name.startswith(".")) if (d / "tables").is_dir() else []
     claims = d / "tables" / "claims.csv"
     if claims.is_file():
         try:
@@ -134,7 +137,7 @@ def read_run(folder: str | Path) -> RunFolder:
     fdir = d / "figures"
     if fdir.is_dir():
         for p in sorted(fdir.iterdir()):
-            if p.suffix in (".html", ".json", ".png") and p.is_file():
+            if p.suffix in (".html", ".json", ".png") and p.is_file() and not p.name.startswith("."):
                 f = figs.setdefault(p.stem, FigureFiles(p.stem))
                 setattr(f, p.suffix[1:], p)
     order = [n for n in run.manifest.get("figures", []) if isinstance(n, str)]
@@ -478,7 +481,7 @@ def _tables_html(run: RunFolder, page_dir: Path) -> str:
 
 def _files_html(run: RunFolder, page_dir: Path) -> str:
     files = [p for p in sorted(run.dir.rglob("*")) if p.is_file() and "stages" not in p.relative_to(run.dir).parts
-             and not p.name.endswith(".tmp")]
+             and not p.name.startswith(".")]
     items = "".join(f'<li><a href="{_e(_rel(p, page_dir))}">{_e(p.relative_to(run.dir).as_posix())}</a> '
                     f'<span class="muted">{_size(p)}</span></li>' for p in files)
     return f"<details><summary>all {len(files)} raw files</summary><ul class=\"files\">{items}</ul></details>"
@@ -583,9 +586,7 @@ def write_model_page(out: str | Path, title: Optional[str] = None) -> Path:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, lambda t: t.write_text(text, encoding="utf-8"))
 
 
 # ------------------------------------------------------------------ the cross-family page

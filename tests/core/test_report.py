@@ -183,6 +183,16 @@ def test_model_page_flags_mixed_models_and_unfinished_runs(model_dir):
     assert "the run did not finish" in html
 
 
+def test_model_page_ignores_hidden_files_and_says_when_a_run_holds_the_folder(model_dir):
+    (model_dir / "recall/.lock").write_text("{}")
+    (model_dir / "recall/tables/.t.tmp-1.csv").write_text("a\n1\n")
+    (model_dir / "recall/figures/.main.tmp-1.json").write_text("{")
+    run = read_run(model_dir / "recall")
+    assert [f.name for f in run.figures] == ["main"] and all(not t.name.startswith(".") for t in run.tables)
+    html = write_model_page(model_dir).read_text()
+    assert "a run holds this folder now" in html and ".tmp-" not in html
+
+
 def test_model_page_survives_damaged_files(tmp_path):
     d = tmp_path / "m" / "recall"
     (d / "tables").mkdir(parents=True)
