@@ -81,6 +81,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help=f"registry name, .gguf path, local HF folder or hub id (default: {DEFAULT_SPEC})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: cuda if available)")
     p.add_argument("--dtype", default=None, metavar="DTYPE", help=f"{', '.join(DTYPES)} (default: float32)")
+    p.add_argument("--device-map", default=None, choices=["auto", "balanced", "sequential"],
+                   help="spread a model larger than one GPU over several (accelerate); overrides --device")
     p.add_argument("--numerics", default="hf", choices=["hf", "tl"],
                    help="hf: raw HF weights (default); tl: TransformerLens-processed weights")
 
@@ -220,7 +222,8 @@ def _load(args: argparse.Namespace):
 
     t = time.perf_counter()
     print(f"loading {args.model} ...", file=sys.stderr)
-    model = load_model(args.model, device=args.device, dtype=args.dtype, numerics=args.numerics)
+    model = load_model(args.model, device=args.device, dtype=args.dtype, numerics=args.numerics,
+                       device_map=getattr(args, "device_map", None))
     print(f"loaded {model} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     return model
 

@@ -486,6 +486,7 @@ def load_model(
     device: Optional[str] = None,
     dtype: Optional[Union[str, torch.dtype]] = None,
     numerics: str = "hf",
+    device_map: Optional[Any] = None,
 ) -> Model:
     """Load a model by spec and wrap it (see :mod:`interp.loading` for what a spec may be).
 
@@ -494,6 +495,8 @@ def load_model(
         device: ``"cpu"``, ``"cuda"``, ...; defaults to CUDA when available.
         dtype: ``"float32"`` (default), ``"bfloat16"``, ``"float16"`` or a torch dtype.
         numerics: ``"hf"`` (raw weights) or ``"tl"`` (TransformerLens-processed weights).
+        device_map: ``accelerate`` placement for a model larger than one GPU (``"auto"``,
+            ``"balanced"`` or a dict); ``device`` is then ignored. Recorded in the manifest.
 
     Returns:
         The :class:`Model` handle.
@@ -512,8 +515,11 @@ def load_model(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
     resolved = loading.resolve(spec)
-    raw = loading.load_raw(resolved, dtype)
-    raw.hf_model.to(device)
+    raw = loading.load_raw(resolved, dtype, device_map)
+    if device_map is None:
+        raw.hf_model.to(device)
+    else:
+        raw.source_detail["device_map"] = device_map if isinstance(device_map, str) else {str(k): str(v) for k, v in device_map.items()}
     name = resolved.entry.get("hf_id") or resolved.location
     bridge = loading.build_bridge(raw.hf_model, raw.tokenizer, name)
     if numerics == "tl":
