@@ -295,13 +295,18 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return int(mod.ablate_final_heads(model, heads=args.heads, quick=args.quick, seed=args.seed) or 0)
 
 
-def _quiet_bars() -> None:
+_QUIET = {"INTERP_PROGRESS": "0", "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+def _quiet_bars() -> dict[str, Optional[str]]:
     """Progress bars redraw one line with carriage returns: fine on a terminal, noise in a log
-    file. When stderr is not a terminal, stages report one line each instead."""
+    file. When stderr is not a terminal, stages report one line each instead. Returns the previous
+    environment values (restored when the command ends)."""
+    before = {k: os.environ.get(k) for k in _QUIET}
     if not sys.stderr.isatty():
-        os.environ.setdefault("INTERP_PROGRESS", "0")
-        os.environ.setdefault("TQDM_DISABLE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        for k, v in _QUIET.items():
+            os.environ.setdefault(k, v)
+    return before
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -313,7 +318,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
-    _quiet_bars()
+    before = _quiet_bars()
     if "torch" not in sys.modules and os.environ.get("INTERP_THREADS"):
         import torch
 
@@ -333,6 +338,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished stages are saved; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 if __name__ == "__main__":

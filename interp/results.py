@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 from interp.errors import InterpError
-from interp.store import atomic_write, load_stage, remove_tmp_files, save_stage, tmp_path, write_text
+from interp.store import Unstorable, atomic_write, load_stage, remove_tmp_files, save_stage, tmp_path, write_text
 
 _PACKAGES = (
     "interp", "torch", "transformers", "transformer-lens", "numpy", "pandas", "scikit-learn",
@@ -409,8 +409,13 @@ class Run:
         t = time.perf_counter()
         value = fn()
         secs = time.perf_counter() - t
-        dropped = save_stage(folder, name, k, value, secs)
-        self._stored_stage = True
+        try:
+            dropped = save_stage(folder, name, k, value, secs)
+        except Unstorable as e:
+            self.note(f"stage {name}: not stored (it holds {e}, which cannot be stored safely); recomputed on a rerun")
+            dropped = []
+        else:
+            self._stored_stage = True
         if dropped:
             self.note(f"stage {name}: not stored, restored as None on resume: {', '.join(dropped)}")
         self.stage_times[name] = {"seconds": secs, "resumed": False}

@@ -9,8 +9,9 @@ Nothing here is ever unpickled. A stored stage is three kinds of file:
 
 :func:`load_stage` reads the JSON (which cannot run code), compares the key, checks the digest of
 every companion file, and only then parses them. Dataclasses are rebuilt only when they belong to
-this package (``interp.*``); anything else that cannot be stored safely (a fitted scikit-learn
-object, say) is stored as ``None`` and named in ``dropped``.
+this package (``interp.*``). A dataclass field whose default is ``None`` and whose value cannot be
+stored safely (a fitted scikit-learn object, say) is stored as ``None`` and named in ``dropped``;
+any other such value makes the stage unstorable (:class:`Unstorable`: it is recomputed each run).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import torch
 
 FORMAT = "interp-stage/1"
 TMP_MARK = ".tmp-"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def tmp_path(path: Path) -> Path:
@@ -46,6 +49,7 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
     tmp = tmp_path(path)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # some writers create 0600 files
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -84,6 +88,10 @@ def sha256_file(path: Path) -> str:
 
 
 # ------------------------------------------------------------------ encoding
+class Unstorable(TypeError):
+    """A value holds an object that cannot be stored safely where ``None`` cannot stand in for it."""
+
+
 class _Encoder:
     def __init__(self) -> None:
         self.tensors: dict[str, torch.Tensor] = {}
@@ -95,7 +103,7 @@ class _Encoder:
         self.tensors[name] = t.detach().to("cpu").contiguous().clone()
         return name
 
-    def enc(self, x: Any, where: str = "value") -> Any:
+    def enc(self, x: Any, where: str = "value", droppable: bool = False) -> Any:
         if x is None or isinstance(x, (bool, str)):
             return x
         if isinstance(x, (int, float)) and not isinstance(x, bool):
@@ -130,8 +138,12 @@ class _Encoder:
         if dataclasses.is_dataclass(x) and not isinstance(x, type) and type(x).__module__.startswith("interp."):
             cls = type(x)
             return {"__dataclass__": f"{cls.__module__}:{cls.__qualname__}",
-                    "fields": {f.name: self.enc(getattr(x, f.name), f"{where}.{f.name}") for f in dataclasses.fields(x)}}
-        self.dropped.append(f"{where} ({type(x).__module__}.{type(x).__qualname__})")
+                    "fields": {f.name: self.enc(getattr(x, f.name), f"{where}.{f.name}", droppable=f.default is None)
+                               for f in dataclasses.fields(x)}}
+        what = f"{where} ({type(x).__module__}.{type(x).__qualname__})"
+        if not droppable:
+            raise Unstorable(what)
+        self.dropped.append(what)
         return {"__dropped__": type(x).__qualname__}
 
     def frame(self, df: pd.DataFrame, where: str) -> dict:
@@ -242,6 +254,10 @@ def save_stage(folder: Path, name: str, key: str, value: Any, seconds: float) ->
 
     Returns:
         Descriptions of the parts of ``value`` that could not be stored (restored as ``None``).
+
+    Raises:
+        Unstorable: when part of ``value`` cannot be stored and ``None`` cannot stand in for it
+            (nothing is written then).
     """
     from safetensors.torch import save_file
 

@@ -298,3 +298,12 @@ def test_full_disk_is_one_line_and_leaves_nothing_half_written(capsys, tmp_path,
     _one_error(capsys, "no space left on device")
     leftovers = [p for p in out.rglob("*") if ".tmp" in p.name or p.name == ".lock"]
     assert leftovers == []
+
+
+def test_model_that_fails_to_load_leaves_no_folder(capsys, tmp_path):
+    out = tmp_path / "out"
+    assert cli.main(["run", "recall", "--model", "nope", "--out", str(out)]) == 2
+    _one_error(capsys, "unknown model 'nope'")
+    assert cli.main(["run", "rome", "--model", str(tmp_path / "m.gguf"), "--out", str(out)]) == 2
+    _one_error(capsys, "no such GGUF file")
+    assert not out.exists()

@@ -264,12 +264,10 @@ def test_store_round_trip(tmp_path):
         "set": {1, 2},
         "nan": float("nan"),
         "strs": np.array(["a", "b"]),
-        "foreign": _Local(1),  # not an interp class: not stored, restored as None
     }
     d = tmp_path / "st"
     d.mkdir()
-    dropped = store.save_stage(d, "v", "k1", value, 1.0)
-    assert len(dropped) == 1 and "_Local" in dropped[0]
+    assert store.save_stage(d, "v", "k1", value, 1.0) == []
     got, head = store.load_stage(d, "v", "k1")
     assert store.load_stage(d, "v", "k2") is None
     assert torch.equal(got["t"], value["t"]) and got["t"].dtype == torch.float16
@@ -278,10 +276,25 @@ def test_store_round_trip(tmp_path):
     assert got["lists_in_cells"]["ids"].tolist() == [[1, 2], [3]]
     pd.testing.assert_series_equal(got["series"], value["series"])
     assert got["fact"] == value["fact"] and got["tuple"] == value["tuple"] and got["set"] == {1, 2}
-    assert got["nan"] != got["nan"] and got["strs"].tolist() == ["a", "b"] and got["foreign"] is None
+    assert got["nan"] != got["nan"] and got["strs"].tolist() == ["a", "b"]
     if value["ref"] is not None:
         assert got["ref"] == value["ref"]
     assert not list(d.glob("*.pkl")) and _leftovers(d) == []
+
+
+def test_value_that_cannot_be_stored_is_recomputed_not_faked(tmp_path):
+    # not an interp class, and None cannot stand in for it: the stage is not stored at all
+    with pytest.raises(store.Unstorable, match="_Local"):
+        store.save_stage(tmp_path, "v", "k", {"a": _Local(1)}, 1.0)
+    assert list(tmp_path.iterdir()) == []
+    calls = []
+    for _ in range(2):
+        run = Run(tmp_path, "demo")
+        run.stage("s", lambda: calls.append(1) or [_Local(2)])
+        run.finish(png=False)
+    assert len(calls) == 2
+    man = json.loads((tmp_path / "demo/manifest.json").read_text())
+    assert any("stage s: not stored" in n for n in man["notes"])
 
 
 def test_progress_lines_name_stages(tmp_path, capsys):
