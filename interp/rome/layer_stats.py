@@ -184,27 +184,38 @@ def identity_stats(model: Model, layer: int) -> LayerStats:
 
 
 def _read_cache(path: Path, key: dict) -> Optional[LayerStats]:
+    """The cached statistic when its JSON names ``key`` and the tensor file's digest matches (checked
+    before the tensor file is parsed; nothing is unpickled)."""
+    from interp.store import sha256_file
+
     meta_path = path.with_suffix(".json")
-    if not (path.is_file() and meta_path.is_file()):
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
         return None
-    meta = json.loads(meta_path.read_text())
-    if meta.get("key") != key:
+    if not isinstance(meta, dict) or meta.get("key") != key or not path.is_file() or sha256_file(path) != meta.get("sha256"):
         return None
-    t = load_file(str(path))
-    snaps = {int(n): t[f"snapshot_{n}"] for n in meta["snapshot_tokens"]}
-    return LayerStats(t["mom2"], int(meta["n_tokens"]), int(meta["n_samples"]), snaps, key, path, True, meta.get("description", ""))
+    try:
+        t = load_file(str(path))
+        snaps = {int(n): t[f"snapshot_{n}"] for n in meta["snapshot_tokens"]}
+        return LayerStats(t["mom2"], int(meta["n_tokens"]), int(meta["n_samples"]), snaps, key, path, True,
+                          meta.get("description", ""))
+    except Exception:  # noqa: BLE001 - an unreadable cache entry is recomputed
+        return None
 
 
 def _write_cache(stat: LayerStats) -> None:
-    assert stat.path is not None
-    stat.path.parent.mkdir(parents=True, exist_ok=True)
+    """Store ``stat`` as safetensors (tensors) and JSON (key, counts, the tensor file's digest), atomically."""
+    from interp.store import atomic_write, sha256_file, write_text
+
+    path = stat.path
+    assert path is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"mom2": stat.mom2.contiguous(), **{f"snapshot_{n}": s.contiguous() for n, s in stat.snapshots.items()}}
-    tmp = stat.path.with_name(stat.path.stem + ".tmp.safetensors")
-    save_file(tensors, str(tmp))
-    tmp.replace(stat.path)
-    meta = {"key": stat.key, "n_tokens": stat.n_tokens, "n_samples": stat.n_samples, "description": stat.description,
-            "snapshot_tokens": sorted(stat.snapshots)}
-    stat.path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+    atomic_write(path, lambda t: save_file(tensors, str(t)))
+    meta = {"key": stat.key, "sha256": sha256_file(path), "n_tokens": stat.n_tokens, "n_samples": stat.n_samples,
+            "snapshot_tokens": sorted(stat.snapshots), "description": stat.description}
+    write_text(path.with_suffix(".json"), json.dumps(meta, indent=1))
 
 
 def layer_stats(
