@@ -67,7 +67,7 @@ def test_python_run_matches_the_run_folder(tmp_path):
     from interp.testing import tiny_model
 
     model = tiny_model("gpt2")
-    summary = interp.run("rome", model, out=tmp_path, quick=True, png=False, n_requests=2, v_steps=2)
+    summary = interp.run("rome", model, out=tmp_path, quick=True, png=False, n_requests=2, country_requests=0, v_steps=2)
     folder = tmp_path / "rome"
     assert summary == json.loads((folder / "summary.json").read_text())
     assert summary["n_requests"] == 2
