@@ -136,7 +136,8 @@ def covariance_convergence(table: pd.DataFrame, layer: int, corpus: str, model_n
     """How C and the ROME directions C^-1 k̄ settle as tokens grow (against the largest sample)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
         "||C(n) − C(N)||_F / ||C(N)||_F", "cosine of C(n)⁻¹ k̄ with C(N)⁻¹ k̄ (requests)"))
-    fig.add_trace(go.Scatter(x=table.n_tokens, y=table.mom2_rel_change, mode="lines+markers", name="relative change of C"), row=1, col=1)
+    rel = table["mom2_rel_change"] if "mom2_rel_change" in table else table["inverse_rel_change"]  # older results: C⁻¹
+    fig.add_trace(go.Scatter(x=table.n_tokens, y=rel, mode="lines+markers", name="relative change of C"), row=1, col=1)
     fig.add_trace(go.Scatter(x=table.n_tokens, y=table.direction_cosine_mean, mode="lines+markers", name="mean cosine"), row=1, col=2)
     fig.add_trace(go.Scatter(x=table.n_tokens, y=table.direction_cosine_min, mode="lines+markers", name="min cosine"), row=1, col=2)
     for c in (1, 2):
