@@ -1,7 +1,8 @@
 """ROME benchmarks, as ratios measured in one run (no timed tests):
 
 * keys with ``stop_at_layer`` (the capture stops after the edited layer) vs a full forward pass;
-* one v* gradient step with the model's weights frozen vs with weight gradients on.
+* one v* gradient step with the model's weights frozen vs with weight gradients on;
+* v* with the tokens before the subject cached (``prefix_cache``) vs recomputed at every step.
 
     OMP_NUM_THREADS=2 python bench/bench_rome.py [--model smollm2-135m] [--layer 6] [--repeats 3]
 """
@@ -62,3 +63,8 @@ if __name__ == "__main__":
 
     grads = best(unfrozen, args.repeats)
     print(f"v* steps: weight gradients on / frozen weights: {grads / frozen:.2f}x  ({grads:.3f}s vs {frozen:.3f}s)")
+
+    full_v = best(lambda: compute_v(m, req, args.layer, ["", *prefixes], steps=3, prefix_cache=False), args.repeats)
+    cached_v = best(lambda: compute_v(m, req, args.layer, ["", *prefixes], steps=3, prefix_cache=True), args.repeats)
+    print(f"v* steps: every token recomputed / tokens before the subject cached: {full_v / cached_v:.2f}x  "
+          f"({full_v:.3f}s vs {cached_v:.3f}s)")
