@@ -97,10 +97,10 @@ DEFAULTS: dict[str, Any] = {
     "consensus_threshold_sweep": "-1.5,-1.25,-1.0,-0.75,-0.5,-0.25,0.0,0.25",
     "eval_tokens": 2048,
     "quick_eval_tokens": 768,
-    "quick_eval_tokens_unlabelled": 256,
-    "quick_vocab_unlabelled": 2048,
+    "quick_eval_tokens_unlabelled": 128,
+    "quick_vocab_unlabelled": 1024,
     "agreement_tokens": 1024,
-    "quick_agreement_tokens": 48,
+    "quick_agreement_tokens": 32,
     "quick_magikarp_share": 0.005,
 }
 
