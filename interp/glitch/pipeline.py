@@ -231,7 +231,8 @@ class Verdicts:
 
     Verdicts are deterministic (greedy), so a (prompt, token) pair is asked once and looked up after;
     every *use* of a verdict is priced at the prompt's seconds per call measured in this run (a
-    stored verdict at the time of the calibration run on random candidates).
+    stored verdict at the time of the calibration run on random candidates). Where a ground truth is
+    stored, the single prompt's verdicts the run did not ask itself are looked up in it.
     """
 
     def __init__(self, model: Model, templates: dict[str, Any], p: dict[str, Any], stored: Optional[dict[int, str]] = None,
@@ -249,7 +250,7 @@ class Verdicts:
         ids = [int(t) for t in ids]
         c = self.cache[prompt]
         if prompt == SINGLE_PROMPT and self.stored is not None:
-            return [self.stored[t] for t in ids]
+            return [c.get(t, self.stored[t]) for t in ids]  # this run's own verdicts first, stored ones for the rest
         todo = sorted({t for t in ids if t not in c})
         if todo:
             t0 = time.perf_counter()
@@ -261,9 +262,9 @@ class Verdicts:
         return [c[t] for t in ids]
 
     def s_per_call(self, prompt: str) -> float:
-        if prompt == SINGLE_PROMPT and self.stored is not None:
-            return self.stored_s
-        return self.live_s[prompt] / self.live_n[prompt] if self.live_n[prompt] else float("nan")
+        if self.live_n[prompt]:
+            return self.live_s[prompt] / self.live_n[prompt]
+        return self.stored_s if prompt == SINGLE_PROMPT and self.stored is not None else float("nan")
 
     def cascade(self, ids: Sequence[int], prompts: Sequence[str]) -> tuple[pd.DataFrame, dict[str, int]]:
         """The ``all``-label cascade over ``prompts`` (see :mod:`interp.glitch.consensus`)."""
@@ -428,7 +429,8 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
                  f"{calib['agreement']:.1%})")
     else:
         per_token_s = timings["labelling"] / max(1, int(samp.sum()))
-    verdicts = Verdicts(model, templates, p, stored=gt_cls if oracle_mode == "stored" else None, stored_s_per_call=per_token_s)
+    # stored single-prompt verdicts label the evaluation set even when the pipeline's own oracle runs live
+    verdicts = Verdicts(model, templates, p, stored=gt_cls or None, stored_s_per_call=per_token_s)
     # the detection's own verdicts (live in "run" mode) join the cache: the oracle is deterministic
     if oracle_mode == "run":
         asked = tab.oracle != ""
