@@ -24,6 +24,7 @@ import torch
 from interp.corpus import GENERIC_ID, generic_texts, read_texts
 from interp.errors import InterpError
 from interp.model import Model
+from interp.recall.params import PARAMS
 from interp.recall.ablation import ablate_heads, head_name
 from interp.recall.activations import RecallActivations, collect_activations
 from interp.recall.anti_overconfidence import anti_overconfidence_table, next_token_stats, token_log_frequency
@@ -37,27 +38,10 @@ from interp.recall.mlp_decomposition import mlp_decomposition_tables
 
 DESCRIPTION = "factual recall (Lv et al. 2024): argument heads, MLP activation/function application, final-layer anti-overconfidence, mitigation"
 
-DEFAULTS: dict[str, Any] = {
-    "relations": None,           # relation names (default: all in the facts file)
-    "facts_file": None,          # a facts JSON of the packaged layout (default: interp/data/recall/facts.json)
-    "templates": None,           # lead-in indices (default: 0..9; quick: [0])
-    "max_facts": None,           # first N facts per relation (default: all; quick: 24)
-    "shots": 3,                  # demonstrations in the few-shot form
-    "analyse": "known",          # which facts the mechanism analyses use: known (argmax is the answer) | all
-    "top_k_heads": 5,            # argument heads named and ablated
-    "min_arg_layer": 1,          # argument heads are sought from this layer on
-    "n_random": None,            # random-head draws for the baseline (default 10; quick 3)
-    "final_layers": 2,           # last layers examined for anti-overconfidence
-    "frequency_corpus": None,    # a .txt file/folder for token counts (default: model's mean next-token distribution)
-    "generic_texts": None,       # how many generic paragraphs for frequency and perplexity (default: all; quick 12)
-    "mitigation_mode": "zero",   # zero | scale | mean
-    "mitigation_scale": 0.0,     # factor for mitigation_mode=scale
-    "max_suppressor_heads": None,
-    "selection_metric": "answer_prob",  # what the suppressor choice maximises on train facts: answer_prob | accuracy
-    "batch_size": 32,
-}
+# the parameters are declared (type, range, default, quick default, unit, meaning) in interp/recall/params.py
+DEFAULTS: dict[str, Any] = PARAMS.defaults()
 
-QUICK = {"templates": [0], "max_facts": 24, "n_random": 3, "generic_texts": 12}
+QUICK: dict[str, Any] = PARAMS.quick_values()
 FULL = {"templates": list(range(10)), "max_facts": None, "n_random": 10, "generic_texts": None}
 
 
