@@ -11,7 +11,7 @@ token-specific position (which adds unembeddings the oracle does not need: an up
 ratio oracle / floor says how much the generation loop costs beyond the arithmetic (target: within
 2x).
 
-    OMP_NUM_THREADS=1 python bench/bench_oracle_floor.py --n 512 [--model smollm2-135m] [--batch-size 128]
+    OMP_NUM_THREADS=1 python bench/bench_oracle_floor.py --n 256 [--model smollm2-135m] [--batch-size 128]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from interp.glitch.oracle import repeat_oracle, repeat_template, token_classes
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--n", type=int, default=512, help="random candidate tokens")
+    ap.add_argument("--n", type=int, default=256, help="random candidate tokens")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
