@@ -3,7 +3,7 @@
     interp models                                   what can be loaded, its family, cached or not
     interp run ANALYSIS --model SPEC --out DIR      one analysis (recall, glitch, rome)
     interp reproduce --model SPEC --out DIR         every analysis, plus DIR/index.html
-    interp ablate-final-heads --model SPEC          before/after table of the recall ablation
+    interp ablate-final-heads --model SPEC          before/after table of the recall mitigation
 
 Bad input ends with one ``error:`` line and exit status 2; an interrupted run resumes from its
 last finished stage when run again with the same arguments.
@@ -92,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Choose (or take) final-layer heads that suppress correct answers, ablate them, "
                        "and print accuracy and answer probability on held-out facts before and after.")
     _add_model_args(p)
-    p.add_argument("--heads", default="auto", help="'auto' (chosen on train facts) or L.H,L.H,...")
+    p.add_argument("--heads", default="auto", help="'auto' (the mitigation chosen on train facts) or L.H,L.H,... (those heads)")
+    p.add_argument("--method", default="auto", choices=["auto", "heads", "frequency", "both"],
+                   help="with --heads auto: which mitigation to choose on the train facts (default auto: the best)")
+    p.add_argument("--frequency-source", default="wikipedia", help="token counts for the frequency direction (default wikipedia)")
     p.add_argument("--quick", action="store_true", help="fewer facts")
     p.add_argument("--seed", type=int, default=0)
     return parser
@@ -186,7 +189,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_ablate(args: argparse.Namespace) -> int:
     mod = importlib.import_module("interp.recall.cli")
     model = _load(args)
-    return int(mod.ablate_final_heads(model, heads=args.heads, quick=args.quick, seed=args.seed) or 0)
+    return int(mod.ablate_final_heads(model, heads=args.heads, quick=args.quick, seed=args.seed, method=args.method,
+                                      frequency_source=args.frequency_source) or 0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
