@@ -376,7 +376,8 @@ def capture(
             elif m and int(m.group(1)) in derived_result and name.endswith("hook_result"):
                 L = int(m.group(1))
                 z = take(store[f"blocks.{L}.attn.hook_z"], f"blocks.{L}.attn.hook_z")
-                val = [model.head_outputs(t, L) for t in z] if isinstance(z, list) else model.head_outputs(z, L)
+                with torch.no_grad():  # captured values carry no autograd graph
+                    val = [model.head_outputs(t, L) for t in z] if isinstance(z, list) else model.head_outputs(z, L)
             elif m and int(m.group(1)) in derived_pattern:
                 L = int(m.group(1))
                 k_all = store[f"blocks.{L}.attn.hook_k"]

@@ -104,21 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_models(args: argparse.Namespace) -> int:
     from interp import loading
 
-    rows = []
-    for name, e in loading.registry().items():
-        try:
-            cached = loading.is_cached(loading.resolve(name))
-            where = "embedded (PyPI GGUF)" if e["source"] == "pypi-gguf" else f"hub: {e['hf_id']}"
-        except InterpError as err:
-            cached, where = False, f"missing: {err}"
-        rows.append({"name": name, "family": e["family"], "params": e.get("n_params", "?"), "source": where,
-                     "cached": cached})
+    rows = [loading.entry_status(name) for name in loading.registry()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'name':<15} {'family':<9} {'params':<7} {'cached':<7} source")
+    print(f"{'name':<19} {'family':<9} {'params':<7} {'cached':<7} source")
     for r in rows:
-        print(f"{r['name']:<15} {r['family']:<9} {r['params']:<7} {'yes' if r['cached'] else 'no':<7} {r['source']}")
+        print(f"{r['name']:<19} {r['family']:<9} {r['params']:<7} {'yes' if r['cached'] else 'no':<7} {r['source']}")
+        if r["installed"] is False:
+            print(f"{'':<19} install: {r['install']}")
+        if r["provenance"]:
+            print(f"{'':<19} provenance: {r['provenance']}")
+        if r["licence"]:
+            print(f"{'':<19} licence: {r['licence']}")
     print("\nAlso accepted: a .gguf path, a local Hugging Face folder, or any org/name hub id "
           "(needs internet or a local HF cache).")
     return 0

@@ -91,6 +91,67 @@ def find_packaged_gguf(entry: dict[str, Any]) -> Path:
     )
 
 
+def _part_path(part: dict[str, str], install: str) -> Path:
+    """One chunk file of a ``pypi-gguf-parts`` entry, checking the package's pinned version."""
+    try:
+        dist = importlib.metadata.distribution(part["package"])
+    except importlib.metadata.PackageNotFoundError:
+        raise InterpError(f"model part package {part['package']} is not installed; install it with `{install}`") from None
+    if dist.version != part["version"]:
+        raise InterpError(
+            f"{part['package']} is version {dist.version}, but only the pinned {part['version']} is trusted; "
+            f"install it with `{install}`"
+        )
+    path = Path(str(dist.locate_file(part["file"])))
+    if not path.is_file():
+        raise InterpError(f"{part['package']} {part['version']} has no file {part['file']}; reinstall it with `{install}`")
+    return path
+
+
+def assembled_gguf_path(entry: dict[str, Any]) -> Path:
+    """Where a ``pypi-gguf-parts`` entry's joined GGUF file lives in the cache."""
+    return cache_dir() / "gguf" / entry["gguf_file"]
+
+
+def assemble_parts(entry: dict[str, Any]) -> Path:
+    """Join the GGUF chunks of a ``pypi-gguf-parts`` entry into the cache, verified by SHA-256.
+
+    The chunks come from pinned PyPI packages read as data files (never imported). They are
+    concatenated in order into a temporary file beside the target while hashing; only a file whose
+    SHA-256 equals the registry's is moved into place (atomically), so nothing unverified is ever
+    cached or parsed. A cached file is trusted only if its hash still matches.
+
+    Raises:
+        InterpError: a part is missing or of another version, or the joined file's hash differs
+            (then nothing is left in the cache).
+    """
+    target = assembled_gguf_path(entry)
+    if target.is_file():
+        if _sha256(target) == entry["sha256"]:
+            return target
+        target.unlink()
+    parts = [_part_path(p, entry["install"]) for p in entry["parts"]]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    h = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 22), b""):
+                        h.update(chunk)
+                        out.write(chunk)
+        if h.hexdigest() != entry["sha256"]:
+            raise InterpError(
+                f"the joined model file {entry['gguf_file']} has SHA-256 {h.hexdigest()[:16]}..., expected "
+                f"{entry['sha256'][:16]}...; its part packages are not the pinned ones, nothing was cached"
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
 def resolve(spec: str) -> Resolved:
     """Turn a spec string into a :class:`Resolved` or raise a one-line :class:`InterpError`."""
     if not isinstance(spec, str) or not spec.strip():
@@ -101,6 +162,9 @@ def resolve(spec: str) -> Resolved:
         entry = dict(reg[spec], name=spec)
         if entry["source"] == "pypi-gguf":
             path = find_packaged_gguf(entry)
+            return Resolved(spec, "gguf", str(path.parent), path.name, entry)
+        if entry["source"] == "pypi-gguf-parts":
+            path = assemble_parts(entry)
             return Resolved(spec, "gguf", str(path.parent), path.name, entry)
         return Resolved(spec, "hub", entry["hf_id"], entry=entry)
     by_hf = {e["hf_id"]: dict(e, name=n) for n, e in reg.items() if e["source"] == "hub"}
@@ -141,7 +205,7 @@ def _sha256(path: Path) -> str:
             h.update(chunk)
     memo[key] = h.hexdigest()
     memo_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo_path.with_suffix(".tmp")
+    tmp = memo_path.with_name(f".hashes.json.tmp{os.getpid()}")
     tmp.write_text(json.dumps(memo, indent=1))
     tmp.replace(memo_path)
     return memo[key]
@@ -150,6 +214,37 @@ def _sha256(path: Path) -> str:
 def dequantized_folder(gguf_path: Path) -> Path:
     """The cache folder for a GGUF file's dequantized weights (may not exist yet)."""
     return cache_dir() / "weights" / f"{gguf_path.stem}-{_sha256(gguf_path)[:16]}"
+
+
+def entry_status(name: str) -> dict[str, Any]:
+    """What ``interp models`` shows for a registry entry: where it comes from, installed, cached.
+
+    Never assembles or dequantizes anything; a joined GGUF file already in the cache is trusted
+    here only as far as its recorded hash (it is verified again when loaded).
+    """
+    e = registry()[name]
+    row: dict[str, Any] = {"name": name, "family": e["family"], "params": e.get("n_params", "?"),
+                           "instruct": bool(e.get("instruct", False)), "licence": e.get("licence", ""),
+                           "provenance": e.get("provenance", ""), "install": e.get("install", "")}
+    if e["source"] == "hub":
+        row.update(source=f"hub: {e['hf_id']}", installed=None)
+        row["cached"] = is_cached(Resolved(name, "hub", e["hf_id"], entry=e))
+        return row
+    try:
+        if e["source"] == "pypi-gguf":
+            path = find_packaged_gguf(e)
+            row["source"] = f"PyPI {e['package']} (embedded GGUF)"
+        else:
+            for part in e["parts"]:
+                _part_path(part, e["install"])
+            path = assembled_gguf_path(e)
+            pkgs = sorted({p["package"].rsplit("-part", 1)[0] for p in e["parts"]})
+            row["source"] = f"PyPI {', '.join(pkgs)} ({len(e['parts'])} GGUF parts, SHA-256 {e['sha256'][:12]}...)"
+        row["installed"] = True
+        row["cached"] = path.is_file() and (dequantized_folder(path) / "config.json").is_file()
+    except InterpError as err:
+        row.update(source=f"not installed: {err}", installed=False, cached=False)
+    return row
 
 
 def is_cached(resolved: Resolved) -> bool:
@@ -266,6 +361,23 @@ def _load_hf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
     except Exception as e:  # noqa: BLE001
         raise InterpError(f"cannot load weights or tokenizer of '{where}': {type(e).__name__}: {e}") from e
     return Loaded(model, tok, "", {"location": where}, time.perf_counter() - t0)
+
+
+def tokenizer_adds_bos(tokenizer: Any) -> bool:
+    """Whether the tokenizer itself puts its BOS token first (the BOS policy the model was trained with).
+
+    Read by encoding a plain string with and without the tokenizer's special tokens, so it follows
+    the tokenizer's own configuration (``add_bos_token`` in its files or GGUF metadata).
+    """
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    try:
+        with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
+        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    except Exception:  # noqa: BLE001 - a tokenizer that cannot encode says nothing about BOS
+        return False
+    return len(with_special) > len(plain) and with_special[0] == bos and (not plain or plain[0] != bos)
 
 
 def check_bridgeable(architecture: Optional[str], where: str) -> None:

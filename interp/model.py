@@ -41,7 +41,9 @@ class Model:
         family: ``llama``, ``gpt2``, ``gptj``, ``opt``, ``gpt_neox``, ``gemma3``, ...
         architecture: the HF architecture class name.
         numerics: ``"hf"`` or ``"tl"`` (see module docstring).
-        prepend_bos: the default BOS policy of :meth:`encode` for this model.
+        prepend_bos: the default BOS policy of :meth:`encode` for this model: the registry's entry
+            (what the model was trained with), else what the tokenizer itself does (Gemma adds
+            ``<bos>``; Qwen2 and SmolLM2 add nothing, and a prepended ``<|endoftext|>`` breaks Qwen).
     """
 
     def __init__(
@@ -82,7 +84,7 @@ class Model:
             bos = getattr(self.hf_model.config, "bos_token_id", None)
         self.bos_token_id: Optional[int] = bos
         if prepend_bos is None:
-            prepend_bos = bos is not None
+            prepend_bos = loading.tokenizer_adds_bos(tokenizer)
         self.prepend_bos: bool = bool(prepend_bos) and bos is not None
         pad = tokenizer.pad_token_id
         if pad is None:
@@ -291,6 +293,44 @@ class Model:
         """
         W = self.W_O(layer).to(z.device, z.dtype)
         return torch.einsum("...hd,hdm->...hm", z, W)
+
+    def _post_attn_norm(self, layer: int) -> Optional[Any]:
+        block = self.bridge.blocks[layer]
+        return getattr(block, "ln1_post", None)
+
+    def head_writes(
+        self, result: Float[torch.Tensor, "... head d_model"], layer: int
+    ) -> Float[torch.Tensor, "... head d_model"]:
+        """Each head's contribution to the residual stream, where a norm follows the attention output.
+
+        Most families add ``sum_h result_h + b_O`` to the residual stream, and this returns
+        ``result`` unchanged. Gemma 2/3 apply an RMS norm to that sum first:
+        ``out = w * (sum_h result_h + b_O) / rms(sum_h result_h + b_O)``. Direct logit attribution
+        linearises it at the actual input: the scale ``w / rms(total)`` is computed once from the
+        real total and then applied to each head alone, so head ``h`` writes
+        ``w * result_h / rms(total)`` and the heads plus the bias term (:meth:`attn_bias_write`) sum
+        exactly to the norm's output. The scale is a property of the prompt, not of one head, so an
+        ablated head's attribution is read at the unablated scale.
+        """
+        norm = self._post_attn_norm(layer)
+        if norm is None:
+            return result
+        return result * self._post_norm_scale(result, layer, norm).unsqueeze(-2)
+
+    def attn_bias_write(self, result: Float[torch.Tensor, "... head d_model"], layer: int) -> Float[torch.Tensor, "... d_model"]:
+        """The attention bias ``b_O`` as written into the residual stream (see :meth:`head_writes`)."""
+        b = self.b_O(layer).to(result.device, result.dtype)
+        norm = self._post_attn_norm(layer)
+        if norm is None:
+            return b.expand(result.shape[:-2] + b.shape)
+        return b * self._post_norm_scale(result, layer, norm)
+
+    def _post_norm_scale(self, result: torch.Tensor, layer: int, norm: Any) -> torch.Tensor:
+        total = result.sum(-2) + self.b_O(layer).to(result.device, result.dtype)
+        with torch.no_grad():
+            normed = norm(total)
+        safe = torch.where(total.abs() > 0, total, torch.ones_like(total))
+        return torch.where(total.abs() > 0, normed / safe, torch.zeros_like(total))
 
     # ------------------------------------------------------------------ hook names
     def hook(self, kind: str, layer: Optional[int] = None) -> Optional[str]:

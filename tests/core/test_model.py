@@ -40,7 +40,7 @@ def test_hooks_fire_with_documented_shapes(family):
     assert c[names["mlp_gate"]].shape == (n, model.d_mlp)
     assert c[names["resid_pre"]].shape == (n, model.d_model)
     assert c[names["result"]].shape == (n, model.n_heads, model.d_model)
-    assert (names["mlp_data"] is not None) == model.gated_mlp == (family in ("llama", "gemma3"))
+    assert (names["mlp_data"] is not None) == model.gated_mlp == (family in ("llama", "gemma3", "qwen2"))
     if model.gated_mlp:
         assert c[names["mlp_data"]].shape == (n, model.d_mlp)
 
