@@ -402,11 +402,14 @@ def choose_mitigation(
     rows: list[dict[str, Any]] = [{"method": "none", "setting": "", "accuracy": base[0], "answer_prob": base[1]}]
     cands: dict[str, Mitigation] = {"none": Mitigation()}
     if method in ("auto", "heads", "both"):
-        heads, _ = select_suppressor_heads(model, train, max_heads, mode, scale, means, metric, min_gain, batch_size)
+        heads, steps = select_suppressor_heads(model, train, max_heads, mode, scale, means, metric, min_gain, batch_size)
+        for r in steps[steps["step"] != "base"].itertuples():
+            rows.append({"method": f"heads ({r.step})", "setting": r.heads, "accuracy": r.accuracy, "answer_prob": r.answer_prob})
         if heads:
             cands["heads"] = Mitigation("heads", heads, mode, scale, means)
-            s = measure_mitigation(model, train, cands["heads"], batch_size)
-            rows.append({"method": "heads", "setting": cands["heads"].describe(), "accuracy": s[0], "answer_prob": s[1]})
+            kept = steps[(steps["step"] == "measured") & steps["kept"]].iloc[-1]
+            rows.append({"method": "heads", "setting": cands["heads"].describe(), "accuracy": float(kept["accuracy"]),
+                         "answer_prob": float(kept["answer_prob"])})
     if method in ("auto", "frequency", "both") and freq is not None:
         d = frequency_direction(model, freq)
         scored = []
@@ -449,7 +452,8 @@ def mitigation_table(
     batch_size: int = 32,
 ) -> pd.DataFrame:
     """Accuracy and mean answer probability before and after a mitigation, per fact set, shot form
-    and relation (real hooked forward passes).
+    and relation (real hooked forward passes; the frequency projection alone is read out exactly
+    from the capture, :func:`projected_readout`).
 
     Args:
         model: the model.
@@ -462,7 +466,9 @@ def mitigation_table(
     """
     rows = []
     for (facts, label), acts in sets.items():
-        if mit.method != "none":
+        if mit.method == "frequency":  # exact from the capture (see projected_readout)
+            after_p, after_ok = projected_readout(model, acts, mit.direction, mit.gamma)
+        elif mit.method != "none":
             with model.hooks(mit.hooks(model)):
                 after_p, after_ok = evaluate_recall(model, acts, batch_size, desc=f"{mit.method} {facts} {label}")
         else:

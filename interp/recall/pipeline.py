@@ -443,6 +443,7 @@ def script_setup(doc: str, name: str, with_corpus: bool = False) -> tuple[Model,
 def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str, Any]:
     """Run every recall analysis in the paper's order, write its tables and figures, return the summary."""
     p = resolve_params(params, quick)
+    run.note("recall prompts are sentence completions (plain text; no chat template, instruct model or not)")
     run.note("position 0 is the first token of each prompt (or of the few-shot prefix); "
              + ("it is the BOS token" if model.prepend_bos else f"{model.spec} adds no BOS, so it is the first word, the attention sink"))
     with torch.no_grad():
