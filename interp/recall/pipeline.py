@@ -166,13 +166,6 @@ def step_capture(model: Model, run: Any, p: dict[str, Any]) -> RecallData:
     return RecallData(zero, few, ft, known, kz, kf)
 
 
-def prepare(model: Model, run: Any, p: dict[str, Any]) -> tuple[RecallActivations, RecallActivations, pd.DataFrame,
-                                                                set[tuple[str, int]], list[int], list[int]]:
-    """Step 1 as a tuple ``(zero, few, facts_table, known, rows_zero, rows_few)`` (paper scripts)."""
-    d = step_capture(model, run, p)
-    return d.zero, d.few, d.facts, d.known, d.rows_zero, d.rows_few
-
-
 # ---------------------------------------------------------------- 2. logit lens
 
 
@@ -400,6 +393,14 @@ def mitigation_summary(mt: pd.DataFrame, chosen: Mitigation, ppl: dict[str, floa
         xs = [x for x in xs if x == x]
         return float(np.mean(xs)) if xs else nan
 
+    by_method = {}
+    for m, gm in mt[mt["relation"] == "all"].groupby("method", sort=False):
+        d = (gm["answer_prob_mitigated"] - gm["answer_prob_base"]).groupby(gm["facts"]).mean()
+        a = (gm["accuracy_mitigated"] - gm["accuracy_base"]).groupby(gm["facts"]).mean()
+        by_method[m] = {"answer_prob_gain_test": float(d.get("test", nan)), "answer_prob_gain_independent": float(d.get("independent", nan)),
+                        "accuracy_change_test": float(a.get("test", nan)), "accuracy_change_independent": float(a.get("independent", nan)),
+                        "ppl_cost": ppl.get(m, ppl["none"]) / ppl["none"] - 1.0}
+    out["mitigation_candidates"] = by_method
     out.update({"mitigation_gain_test": gain("test", "answer_prob"), "mitigation_gain_independent": gain("independent", "answer_prob"),
                 "mitigation_acc_change_test": gain("test", "accuracy"),
                 "mitigation_acc_change_independent": gain("independent", "accuracy"),
