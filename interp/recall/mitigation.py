@@ -487,9 +487,10 @@ def mitigation_table(
 def train_activations(model: Model, quick: bool = True, shots: int = 3, relations: Optional[Sequence[str]] = None,
                       batch_size: int = 32) -> list[RecallActivations]:
     """Zero- and few-shot train-fact prompts of the packaged facts, last layer captured (quick: the
-    first 16 facts per relation and the canonical template; otherwise all facts, 3 templates)."""
+    first 24 facts per relation and the canonical template, the train facts of ``interp run recall
+    --quick``, so both choose alike; otherwise all facts, 3 templates)."""
     rels = load_relations(relations)
-    templates, max_facts = ([0], 16) if quick else ([0, 1, 2], None)
+    templates, max_facts = ([0], 24) if quick else ([0, 1, 2], None)
     with torch.no_grad():
         return [collect_activations(model, build_prompts(model, rels, shots=s, templates=templates, max_facts=max_facts, split="train"),
                                     layers=[model.n_layers - 1], batch_size=batch_size) for s in (0, shots)]
