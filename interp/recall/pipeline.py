@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "min_arg_layer": 1,          # argument heads are sought from this layer on
     "n_random": None,            # random-head draws for the baseline (default 10; quick 3)
     "final_layers": 2,           # last layers examined for anti-overconfidence
+    "lens_stride": None,         # logit lens after every n-th layer, the last three always (default 1; quick 2)
     "frequency_source": "wikipedia",  # token counts: wikipedia | wordfreq | model (the model's own mean prediction) | a text file
     "text_corpus": "wikipedia",  # held-out text for the perplexity cost: wikipedia | generic | a text file/folder
     "ppl_texts": None,           # held-out paragraphs for perplexity (default 200; quick 8)
@@ -71,8 +72,8 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
 }
 
-QUICK = {"templates": [0], "max_facts": 24, "n_random": 3, "ppl_texts": 8, "selection_texts": 8, "independent_facts": 12}
-FULL = {"templates": list(range(10)), "max_facts": None, "n_random": 10, "ppl_texts": 200, "selection_texts": 32,
+QUICK = {"templates": [0], "max_facts": 24, "n_random": 3, "lens_stride": 2, "ppl_texts": 8, "selection_texts": 8, "independent_facts": 12}
+FULL = {"templates": list(range(10)), "max_facts": None, "n_random": 10, "lens_stride": 1, "ppl_texts": 200, "selection_texts": 32,
         "independent_facts": None}
 
 
@@ -174,8 +175,10 @@ def step_logit_lens(model: Model, run: Any, p: dict[str, Any], d: RecallData) ->
     def lens() -> pd.DataFrame:
         parts = []
         last = model.n_layers - 1
+        stride = max(1, int(p["lens_stride"]))
+        shown = sorted({L for L in d.zero.layers[::stride]} | {L for L in d.zero.layers if L >= last - 2})
         for acts, rows in ((d.zero, d.rows_zero), (d.few, d.rows_few)):
-            parts.append(logit_lens_table(model, acts.subset(rows)).assign(facts="analysed"))
+            parts.append(logit_lens_table(model, acts.subset(rows).only_layers(shown)).assign(facts="analysed"))
             # the final layer's split on all facts and on known facts (canonical template)
             canon = [i for i, t in enumerate(acts.prompts.templates) if t == 0]
             tail = acts.subset(canon).only_layers([L for L in acts.layers if L >= last - 1])
@@ -183,7 +186,7 @@ def step_logit_lens(model: Model, run: Any, p: dict[str, Any], d: RecallData) ->
             parts.append(logit_lens_table(model, tail, subsets={"all": range(len(canon)), "known": known}))
         return pd.concat(parts, ignore_index=True)
 
-    lt = run.stage("logit_lens", lens, key="split-v2")
+    lt = run.stage("logit_lens", lens, key="split-v3")
     run.table("logit_lens", lt)
     drops = final_drop(lt)
     run.table("logit_lens_drop", drops)
