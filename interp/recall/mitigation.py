@@ -253,9 +253,9 @@ def frequency_direction(model: Model, freq: Any, chunk: int = 16384) -> Float[to
     b = torch.zeros(d, dtype=torch.float64)
     w = fn.w.double()
     for a in range(0, len(ids), chunk):
-        Wc = (W[:, ids[a : a + chunk].to(W.device)].double().cpu() - mean_col[:, None]) * w[:, None]
-        A += Wc @ Wc.T
-        b += Wc @ y[a : a + chunk]
+        Wc = ((W[:, ids[a : a + chunk].to(W.device)].double().cpu() - mean_col[:, None]) * w[:, None]).float()
+        A += (Wc @ Wc.T).double()
+        b += (Wc @ y[a : a + chunk].float()).double()
     u = torch.linalg.solve(A + 1e-6 * float(torch.diagonal(A).mean()) * torch.eye(d, dtype=A.dtype), b)
     if fn.centre:
         u = u - u.mean()
