@@ -64,3 +64,8 @@ def test_final_layer_heads_attend_to_the_first_position(smollm):
     acts = collect_activations(smollm, ps, layers=[28, 29])
     # the paper's claim holds here: most final-layer heads look at position 0 (the sink; SmolLM2 has no BOS)
     assert float((acts.attn_first[:, 1].mean(0) > 0.5).float().mean()) > 0.5
+
+
+def test_perplexity_needs_text(tiny_models):
+    with pytest.raises(InterpError, match="no text"):
+        next_token_stats(tiny_models["llama"], ["a"])
