@@ -68,4 +68,4 @@ def test_final_layer_heads_attend_to_the_first_position(smollm):
 
 def test_perplexity_needs_text(tiny_models):
     with pytest.raises(InterpError, match="no text"):
-        next_token_stats(tiny_models["llama"], ["a"])
+        next_token_stats(tiny_models["llama"], [""])
