@@ -3,7 +3,9 @@
 Each analysis module exposes:
 
 * ``DESCRIPTION``: one line for ``interp run --help``;
-* ``DEFAULTS``: a dict of its parameters and their defaults (``--set key=value`` overrides them);
+* ``PARAMS``: its declared parameters (:class:`interp.params.Params`, in ``interp/<name>/params.py``):
+  type, allowed values, default, quick default, unit, meaning; ``DEFAULTS`` (name -> default) is
+  derived from it and ``--set key=value`` overrides it;
 * ``run(model, run, quick=False, **params) -> dict``: computes everything through
   :func:`interp.capture`, writes tables and figures to the :class:`interp.results.Run`, and returns
   the summary numbers; ``params`` holds only what the caller set;
@@ -37,25 +39,61 @@ def get(name: str) -> ModuleType:
     return importlib.import_module(ANALYSES[name])
 
 
+def declared(name: str) -> Any:
+    """The declared parameters (:class:`interp.params.Params`) of an analysis."""
+    mod = get(name)
+    params = getattr(mod, "PARAMS", None)
+    if params is None:
+        raise InterpError(f"analysis {name} declares no PARAMS")
+    return params
+
+
+def resolve_run_params(name: str, overrides: dict[str, Any] | None, quick: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check the caller's parameters (before any model loads) and say what the run will record.
+
+    Args:
+        name: the analysis.
+        overrides: the caller's values (``--set``), as given.
+        quick: quick sizes where nothing is set.
+
+    Returns:
+        ``(checked, recorded)``: the caller's values converted to their declared types, and every
+        parameter the run uses (quick sizes filled in, ``quick`` itself included): the manifest's
+        ``params`` and part of every stage's resume key.
+
+    Raises:
+        InterpError: one line for an unknown name or a value not allowed.
+    """
+    mod = get(name)
+    checked = declared(name).validate(dict(overrides or {}), quick)
+    resolve = getattr(mod, "resolve_params", None)
+    recorded = dict(resolve(checked, quick)) if resolve is not None else {**getattr(mod, "DEFAULTS", {}), **checked}
+    recorded["quick"] = quick
+    return checked, recorded
+
+
 def run_analysis(name: str, model: Any, out: Union[str, Path], quick: bool = False, seed: int = 0, fresh: bool = False,
                  png: bool = True, overrides: dict[str, Any] | None = None) -> Path:
-    """Run one analysis into ``out/name`` and return that folder (see :func:`run`)."""
+    """Run one analysis into ``out/name`` and return that folder (see :func:`run`).
+
+    Every parameter is checked first (the model-dependent bounds too), before the folder is
+    touched; the folder is locked while the run writes it and refused when it holds a run made
+    with other settings, unless ``fresh``.
+    """
     from interp.results import Run
 
     mod = get(name)
-    defaults = getattr(mod, "DEFAULTS", {})
-    overrides = dict(overrides or {})
-    unknown = set(overrides) - set(defaults)
-    if unknown:
-        raise InterpError(f"{name} has no parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(defaults))}")
-    # record the parameters the run really uses: quick sizes apply only where the caller set nothing
-    resolve = getattr(mod, "resolve_params", None)
-    params = dict(resolve(overrides, quick)) if resolve is not None else {**defaults, **overrides}
-    params["quick"] = quick
+    checked, params = resolve_run_params(name, overrides, quick)
+    if model is not None:
+        declared(name).check_model(declared(name).effective(checked, quick), model)
     run = Run(Path(out), name, model=model, params=params, seed=seed, resume=not fresh)
-    summary = mod.run(model, run, quick=quick, **overrides)
-    if summary:
-        run.summary(**summary)
+    try:
+        summary = mod.run(model, run, quick=quick, **checked)
+        if summary:
+            run.summary(**summary)
+    except BaseException:
+        run.close(failed=True)
+        raise
     folder = run.finish(png=png)
     print(f"{name}: wrote {folder}", file=sys.stderr)
     return folder

@@ -292,7 +292,7 @@ def hf_quiet():
                 hf_logging.enable_progress_bar()
 
 
-def _load_gguf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
+def _load_gguf(resolved: Resolved, dtype: torch.dtype, device_map: Optional[Any] = None) -> Loaded:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
@@ -327,7 +327,7 @@ def _load_gguf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
     else:
         with hf_quiet():
             tok = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device_map)
     return Loaded(
         model,
         tok,
@@ -337,7 +337,7 @@ def _load_gguf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
     )
 
 
-def _load_hf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
+def _load_hf(resolved: Resolved, dtype: torch.dtype, device_map: Optional[Any] = None) -> Loaded:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
@@ -356,7 +356,7 @@ def _load_hf(resolved: Resolved, dtype: torch.dtype) -> Loaded:
     check_bridgeable(arch, where)
     try:
         with hf_quiet():
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, device_map=device_map)
             tok = AutoTokenizer.from_pretrained(where)
     except Exception as e:  # noqa: BLE001
         raise InterpError(f"cannot load weights or tokenizer of '{where}': {type(e).__name__}: {e}") from e
@@ -395,11 +395,19 @@ def check_bridgeable(architecture: Optional[str], where: str) -> None:
         )
 
 
-def load_raw(resolved: Resolved, dtype: torch.dtype) -> Loaded:
-    """Load HF model and tokenizer for a resolved spec."""
+def load_raw(resolved: Resolved, dtype: torch.dtype, device_map: Optional[Any] = None) -> Loaded:
+    """Load HF model and tokenizer for a resolved spec.
+
+    ``device_map`` (``"auto"``, ``"balanced"``, a dict) spreads a model larger than one GPU over
+    several devices through ``accelerate``; a first GGUF load dequantizes on the CPU and then
+    reloads the cached safetensors with the map.
+    """
     if resolved.kind == "gguf":
-        return _load_gguf(resolved, dtype)
-    return _load_hf(resolved, dtype)
+        loaded = _load_gguf(resolved, dtype, device_map)
+        if device_map is not None and not loaded.source_detail["cache_hit"]:
+            loaded = _load_gguf(resolved, dtype, device_map)
+        return loaded
+    return _load_hf(resolved, dtype, device_map)
 
 
 def build_bridge(hf_model: Any, tokenizer: Any, model_name: str):

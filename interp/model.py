@@ -34,7 +34,10 @@ class Model:
     """A loaded causal LM behind a TransformerBridge, with family-independent accessors.
 
     Attributes:
-        bridge: the ``TransformerBridge`` (hooks, ``run_with_cache``, ``run_with_hooks``).
+        bridge: the ``TransformerBridge``. The handle itself behaves like a TransformerLens model:
+            ``model(tokens)`` returns logits, and :meth:`run_with_cache`, :meth:`run_with_hooks`,
+            :meth:`generate`, :meth:`to_string` and :attr:`cfg` pass through to the bridge with this
+            project's tokenisation policy (:meth:`tokens`).
         hf_model: the underlying Hugging Face model (its weights are the bridge's weights).
         tokenizer: the Hugging Face tokenizer.
         spec: the spec string the model was loaded from.
@@ -373,6 +376,100 @@ class Model:
         with torch.no_grad():
             return self.bridge(tokens.to(self.device), **kwargs)
 
+    # ------------------------------------------------------------------ TransformerLens habits
+    @property
+    def cfg(self) -> Any:
+        """The bridge's config (``n_layers``, ``d_model``, ``n_heads``, ``d_vocab``, ...), as on a
+        TransformerLens model."""
+        return self.bridge.cfg
+
+    def tokens(
+        self, input: Union[str, Sequence[str], torch.Tensor, Sequence[int]], prepend_bos: Optional[bool] = None,
+    ) -> tuple[Int[torch.Tensor, "batch pos"], Optional[Int[torch.Tensor, "batch pos"]]]:
+        """Token ids of ``input`` on the model's device, with this project's BOS policy.
+
+        Args:
+            input: a string, a list of strings (right-padded to one length), a list of ids, or a
+                ``[pos]`` / ``[batch, pos]`` tensor of ids (used as given).
+            prepend_bos: put the BOS token first (default: the model's :attr:`prepend_bos`).
+
+        Returns:
+            ``(tokens, attention_mask)``; the mask is None unless strings of unequal length were padded.
+        """
+        mask = None
+        if isinstance(input, torch.Tensor):
+            toks = input if input.ndim == 2 else input.reshape(1, -1)
+        elif isinstance(input, str):
+            toks = torch.tensor([self.encode(input, prepend_bos)], dtype=torch.long)
+        elif len(input) and all(isinstance(t, str) for t in input):
+            ids = self.encode(list(input), prepend_bos)
+            width = max(len(i) for i in ids)
+            toks = torch.full((len(ids), width), self.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(ids), width), dtype=torch.long)
+            for r, i in enumerate(ids):
+                toks[r, : len(i)] = torch.tensor(i)
+                mask[r, : len(i)] = 1
+            if bool(mask.all()):
+                mask = None
+        elif len(input) and all(isinstance(t, int) for t in input):
+            toks = torch.tensor([list(input)], dtype=torch.long)
+        else:
+            raise InterpError("input must be a string, a list of strings, a list of token ids or a tensor of ids")
+        return toks.to(self.device), (mask.to(self.device) if mask is not None else None)
+
+    def __call__(self, input: Union[str, Sequence[str], torch.Tensor], **kwargs: Any) -> Float[torch.Tensor, "batch pos d_vocab"]:
+        """Logits, like :meth:`forward` (``model(tokens)`` as on a TransformerLens model); strings
+        are tokenised with the model's BOS policy (lists right-padded, with an attention mask)."""
+        prepend_bos = kwargs.pop("prepend_bos", None)
+        toks, mask = self.tokens(input, prepend_bos)
+        if mask is not None:
+            kwargs.setdefault("attention_mask", mask)
+        return self.forward(toks, **kwargs)
+
+    def run_with_cache(self, input: Union[str, Sequence[str], torch.Tensor], *args: Any, prepend_bos: Optional[bool] = None,
+                       **kwargs: Any) -> tuple[Any, Any]:
+        """``(logits, cache)`` from the bridge's ``run_with_cache``, on tokens made with this
+        project's BOS policy (see :meth:`tokens`)."""
+        toks, mask = self.tokens(input, prepend_bos)
+        if mask is not None:
+            kwargs.setdefault("attention_mask", mask)
+        return self.bridge.run_with_cache(toks, *args, **kwargs)
+
+    def run_with_hooks(self, input: Union[str, Sequence[str], torch.Tensor], fwd_hooks: Sequence[tuple[Any, Any]] = (),
+                       *, prepend_bos: Optional[bool] = None, **kwargs: Any) -> Any:
+        """The bridge's ``run_with_hooks`` (hooks removed afterwards), on tokens made with this
+        project's BOS policy (see :meth:`tokens`)."""
+        toks, mask = self.tokens(input, prepend_bos)
+        if mask is not None:
+            kwargs.setdefault("attention_mask", mask)
+        return self.bridge.run_with_hooks(toks, fwd_hooks=list(fwd_hooks), **kwargs)
+
+    def generate(self, input: Union[str, torch.Tensor, Sequence[int]], max_new_tokens: int = 10, *,
+                 do_sample: bool = False, prepend_bos: Optional[bool] = None, **kwargs: Any) -> Union[str, torch.Tensor]:
+        """The bridge's ``generate`` (greedy unless ``do_sample``) on tokens made with this
+        project's BOS policy.
+
+        Returns:
+            For a string, the prompt and its continuation as a string (BOS left out); else the
+            ``[batch, pos + new]`` token ids.
+        """
+        toks, _ = self.tokens(input, prepend_bos)
+        kwargs.setdefault("verbose", False)
+        with torch.no_grad():
+            out = self.bridge.generate(toks, max_new_tokens=max_new_tokens, do_sample=do_sample, **kwargs)
+        if isinstance(input, str):
+            skip = 1 if (toks.shape[1] and self.bos_token_id is not None and int(toks[0, 0]) == self.bos_token_id
+                         and (self.prepend_bos if prepend_bos is None else prepend_bos)) else 0
+            return self.tokenizer.decode(out[0, skip:].tolist())
+        return out
+
+    def to_string(self, tokens: Union[torch.Tensor, Sequence[int], Sequence[Sequence[int]]]) -> Union[str, list[str]]:
+        """Decode token ids: one string for ``[pos]`` ids, a list of strings for ``[batch, pos]``."""
+        t = torch.as_tensor(tokens)
+        if t.ndim == 2:
+            return [self.tokenizer.decode(r.tolist()) for r in t]
+        return self.tokenizer.decode(t.reshape(-1).tolist())
+
     @contextmanager
     def hooks(self, fwd_hooks: Sequence[tuple[Any, Any]]) -> Iterator["Model"]:
         """Apply forward hooks (``[(name_or_filter, fn), ...]``) for the duration of the block.
@@ -389,6 +486,7 @@ def load_model(
     device: Optional[str] = None,
     dtype: Optional[Union[str, torch.dtype]] = None,
     numerics: str = "hf",
+    device_map: Optional[Any] = None,
 ) -> Model:
     """Load a model by spec and wrap it (see :mod:`interp.loading` for what a spec may be).
 
@@ -397,6 +495,8 @@ def load_model(
         device: ``"cpu"``, ``"cuda"``, ...; defaults to CUDA when available.
         dtype: ``"float32"`` (default), ``"bfloat16"``, ``"float16"`` or a torch dtype.
         numerics: ``"hf"`` (raw weights) or ``"tl"`` (TransformerLens-processed weights).
+        device_map: ``accelerate`` placement for a model larger than one GPU (``"auto"``,
+            ``"balanced"`` or a dict); ``device`` is then ignored. Recorded in the manifest.
 
     Returns:
         The :class:`Model` handle.
@@ -415,8 +515,11 @@ def load_model(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
     resolved = loading.resolve(spec)
-    raw = loading.load_raw(resolved, dtype)
-    raw.hf_model.to(device)
+    raw = loading.load_raw(resolved, dtype, device_map)
+    if device_map is None:
+        raw.hf_model.to(device)
+    else:
+        raw.source_detail["device_map"] = device_map if isinstance(device_map, str) else {str(k): str(v) for k, v in device_map.items()}
     name = resolved.entry.get("hf_id") or resolved.location
     bridge = loading.build_bridge(raw.hf_model, raw.tokenizer, name)
     if numerics == "tl":

@@ -38,46 +38,12 @@ from interp.glitch.oracle import label_stability, repeat_oracle, repeat_template
 from interp.glitch.repair import key_neurons, neuron_activations, repair_hooks
 from interp.glitch.scan import load_ground_truth
 from interp.model import Model
+from interp.glitch.params import PARAMS
 
 DESCRIPTION = "Glitch tokens (GlitchProber): repeat oracle, layer distances, PCA+SVM detector, key-neuron repair, baselines"
 
-DEFAULTS: dict[str, Any] = {
-    "sample_ratio": 0.1,
-    "distance_sample": 1024,
-    "n_key_layers": 0,
-    "key_layer_fraction": 0.2,
-    "kinds": "pattern,mlp_gate,mlp_data",
-    "position": "token",
-    "n_components": 75,
-    "kernel": "poly",
-    "degree": 3,
-    "C": 1.0,
-    "class_weight": "balanced",
-    "decision_threshold": 0.0,
-    "threshold_sweep": "-1.0,-0.75,-0.5,-0.25,0.0,0.25,0.5",
-    "max_new_tokens": 10,
-    "oracle_batch_size": 128,
-    "feature_batch_size": 32,
-    "oracle": "auto",
-    "ground_truth_dir": "",
-    "quick_vocab": 4096,
-    "calibration_tokens": 512,
-    "magikarp_share": 0.02,
-    "sweep_ratios": "0.01,0.02,0.05,0.1,0.2",
-    "repair_threshold": 1.0,
-    "always_share": 0.99,
-    "rule_alpha": 4.0,
-    "rule_beta": 1.5,
-    "repair_fit_normal": 1000,
-    "n_repair_glitch": 200,
-    "n_repair_normal": 400,
-    "quick_repair_glitch": 48,
-    "quick_repair_normal": 96,
-    "recall_target": 0.8,
-    "stability_tokens": 1024,
-    "quick_stability_tokens": 256,
-    "stability_shots": '[["apple", " house", "tion"], ["hello", " world", "ing", "cat", " blue"]]',
-}
+# the parameters are declared (type, range, default, quick default, unit, meaning) in interp/glitch/params.py
+DEFAULTS: dict[str, Any] = PARAMS.defaults()
 
 
 def _ratios(text: Any) -> list[float]:

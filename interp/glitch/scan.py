@@ -6,7 +6,10 @@ truth (``<spec>_ground_truth.csv.gz``) and a JSON that says exactly how it was m
 of the embedded model ships as package data (``interp/data/glitch/``) so tests, benchmarks and
 ``--quick`` runs need no scan.
 
-Run it as ``python -m interp.glitch.scan --model smollm2-135m --work /path/to/work``.
+Run it as ``python -m interp.glitch.scan --model smollm2-135m --work /path/to/work``, or over several
+processes (``torch.distributed``, see :mod:`interp.distributed`) as
+``torchrun --nproc_per_node N -m interp.glitch.scan ...``: ranks share the chunks and rank 0 writes
+the ground truth, identical to a one-process scan.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import pandas as pd
 
+from interp import distributed
 from interp.errors import InterpError
 from interp.glitch.oracle import RepeatTemplate, repeat_oracle, repeat_template
 from interp.model import Model
@@ -33,7 +37,8 @@ GROUND_TRUTH_COLUMNS = ["token_id", "token", "cls", "generated"]
 def ground_truth_paths(spec: str, folder: Union[None, str, Path] = None) -> tuple[Path, Path]:
     """Where the ground truth of ``spec`` lives: ``(csv.gz, json)`` (package data by default)."""
     base = Path(folder) if folder is not None else DATA_DIR
-    return base / f"{spec}_ground_truth.csv.gz", base / f"{spec}_ground_truth.json"
+    name = Path(spec).name.removesuffix(".gguf")  # a path spec names its file or folder, never a path
+    return base / f"{name}_ground_truth.csv.gz", base / f"{name}_ground_truth.json"
 
 
 def load_ground_truth(spec: str, folder: Union[None, str, Path] = None) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -185,11 +190,26 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--shard", default="0/1", help="i/n: scan every n-th chunk starting at i")
     ap.add_argument("--note", default="", help="a remark stored in the JSON")
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args(argv)
-    i, n = (int(x) for x in a.shard.split("/"))
-    model = load_model(a.model)
+    world = distributed.init(a.device)
+    if world.size > 1:  # launched by torchrun: ranks share the chunks, rank 0 writes the ground truth
+        i, n = world.rank, world.size
+    else:
+        i, n = (int(x) for x in a.shard.split("/"))
+    model = load_model(a.model, device=a.device)
     done = exhaustive_scan(model, a.work, chunk_size=a.chunk_size, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
-                           out_folder=a.out, limit=a.limit, shard=(i, n), note=a.note, log=sys.stdout)
+                           out_folder=a.out, limit=a.limit, shard=(i, n), note=a.note,
+                           log=sys.stdout if world.is_main else None)
+    world.barrier()
+    if world.size > 1 and world.is_main:
+        done = exhaustive_scan(model, a.work, chunk_size=a.chunk_size, batch_size=a.batch_size,
+                               max_new_tokens=a.max_new_tokens, out_folder=a.out, limit=a.limit, shard=(0, 1),
+                               note=a.note or f"{world.size} ranks ({world.backend})")
+    world.barrier()
+    distributed.finish(world)
+    if not world.is_main:
+        return
     if done is None:
         print("shard finished; other chunks still missing")
     else:

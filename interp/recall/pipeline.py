@@ -44,35 +44,14 @@ from interp.recall.facts import build_prompts, independent_relations, load_relat
 from interp.recall.logit_lens import final_drop, logit_lens_table
 from interp.recall.mitigation import Mitigation, choose_mitigation, mitigation_table, perplexity
 from interp.recall.mlp_decomposition import MLPDecomposition, mlp_decomposition_tables, mlp_layer_summary
+from interp.recall.params import PARAMS
 
 DESCRIPTION = "factual recall (Lv et al. 2024): argument heads, MLP activation/function application, final-layer anti-overconfidence, mitigation"
 
-DEFAULTS: dict[str, Any] = {
-    "relations": None,           # relation names (default: all in the facts file)
-    "facts_file": None,          # a facts JSON of the packaged layout (default: interp/data/recall/facts.json)
-    "templates": None,           # lead-in indices (default: 0..9; quick: [0])
-    "max_facts": None,           # first N facts per relation (default: all; quick: 24)
-    "shots": 3,                  # demonstrations in the few-shot form
-    "analyse": "known",          # which facts the mechanism analyses use: known (argmax is the answer) | all
-    "top_k_heads": 5,            # argument heads named and ablated
-    "min_arg_layer": 1,          # argument heads are sought from this layer on
-    "n_random": None,            # random-head draws for the baseline (default 10; quick 3)
-    "final_layers": 2,           # last layers examined for anti-overconfidence
-    "lens_stride": None,         # logit lens after every n-th layer, the last three always (default 1; quick 2)
-    "frequency_source": "wikipedia",  # token counts: wikipedia | wordfreq | model (the model's own mean prediction) | a text file
-    "text_corpus": "wikipedia",  # held-out text for the perplexity cost: wikipedia | generic | a text file/folder
-    "ppl_texts": None,           # held-out paragraphs for perplexity (default 200; quick 8)
-    "selection_texts": None,     # training paragraphs for the mitigation's perplexity constraint (default 32; quick 8)
-    "independent_facts": None,   # independent country facts per relation (default: all; quick 12)
-    "mitigation_method": "auto",  # auto (best on train facts) | heads | frequency | both | none
-    "mitigation_mode": "zero",   # head ablation: zero | scale | mean
-    "mitigation_scale": 0.0,     # factor for mitigation_mode=scale
-    "max_suppressor_heads": None,
-    "selection_metric": "answer_prob",  # what the suppressor choice maximises on train facts: answer_prob | accuracy
-    "batch_size": 32,
-}
+# the parameters are declared (type, range, default, quick default, unit, meaning) in interp/recall/params.py
+DEFAULTS: dict[str, Any] = PARAMS.defaults()
 
-QUICK = {"templates": [0], "max_facts": 24, "n_random": 3, "lens_stride": 2, "ppl_texts": 8, "selection_texts": 8, "independent_facts": 12}
+QUICK: dict[str, Any] = PARAMS.quick_values()
 FULL = {"templates": list(range(10)), "max_facts": None, "n_random": 10, "lens_stride": 1, "ppl_texts": 200, "selection_texts": 32,
         "independent_facts": None}
 

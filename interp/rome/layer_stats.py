@@ -150,7 +150,46 @@ def stats_key(model: Model, layer: int, corpus: str, n_samples: int, max_tokens:
 def stats_path(key: dict) -> Path:
     """Where the statistic with ``key`` is cached."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return cache_dir() / "stats" / f"rome-mom2-L{key['layer']}-{digest}.pt"
+    return cache_dir() / "stats" / f"rome-mom2-L{key['layer']}-{digest}.safetensors"
+
+
+def _read_cache(path: Path, key: dict) -> Optional[LayerStats]:
+    """The cached statistic when its JSON names ``key`` and the tensor file's digest matches (checked
+    before the tensor file is parsed; nothing is unpickled)."""
+    from safetensors.torch import load_file
+
+    from interp.store import sha256_file
+
+    meta_path = path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("key") != key or not path.is_file() or sha256_file(path) != meta.get("sha256"):
+        return None
+    try:
+        t = load_file(str(path))
+        snaps = {int(n): t[f"snapshot_{n}"] for n in meta["snapshots"]}
+        return LayerStats(t["mom2"], int(meta["n_tokens"]), int(meta["n_samples"]), snaps, key, path, True,
+                          meta.get("description", ""), {int(k): int(v) for k, v in meta.get("snapshot_tokens", {}).items()})
+    except Exception:  # noqa: BLE001 - an unreadable cache entry is recomputed
+        return None
+
+
+def _write_cache(stat: LayerStats) -> None:
+    """Store ``stat`` as safetensors (tensors) and JSON (key, counts, the tensor file's digest), atomically."""
+    from safetensors.torch import save_file
+
+    from interp.store import atomic_write, sha256_file, write_text
+
+    path = stat.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"mom2": stat.mom2.contiguous(), **{f"snapshot_{n}": s.contiguous() for n, s in stat.snapshots.items()}}
+    atomic_write(path, lambda t: save_file(tensors, str(t)))
+    meta = {"key": stat.key, "sha256": sha256_file(path), "n_tokens": stat.n_tokens, "n_samples": stat.n_samples,
+            "snapshots": sorted(stat.snapshots), "snapshot_tokens": {str(k): v for k, v in stat.snapshot_tokens.items()},
+            "description": stat.description}
+    write_text(path.with_suffix(".json"), json.dumps(meta, indent=1))
 
 
 def snapshot_counts(n_samples: int, n_snapshots: int = 6) -> list[int]:
@@ -192,13 +231,10 @@ def layer_stats(
         raise InterpError(f"layer {layer} out of range for {model.n_layers} layers")
     key = stats_key(model, layer, corpus, n_samples, max_tokens, seed)
     path = stats_path(key)
-    if use_cache and path.is_file():
-        blob = torch.load(path, weights_only=False)
-        if blob.get("key") == key:
-            return LayerStats(
-                blob["mom2"], blob["n_tokens"], blob["n_samples"], blob["snapshots"], key, path, True,
-                blob.get("description", ""), blob.get("snapshot_tokens", {}),
-            )
+    if use_cache:
+        cached = _read_cache(path, key)
+        if cached is not None:
+            return cached
     texts = load_corpus(model, corpus, n_samples, max_tokens, seed)
     tokens = texts.tokens[:n_samples]
     n = len(tokens)
@@ -228,12 +264,7 @@ def layer_stats(
     mom2 = acc / count
     stat = LayerStats(mom2, count, n, snaps, key, path, False, texts.description, snap_tokens)
     if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"key": key, "mom2": mom2, "n_tokens": count, "n_samples": n, "snapshots": snaps, "description": texts.description,
-             "snapshot_tokens": snap_tokens}, tmp)
-        tmp.replace(path)
-        path.with_suffix(".json").write_text(json.dumps(dict(key, n_tokens=count, description=texts.description), indent=1))
+        _write_cache(stat)
     return stat
 
 

@@ -8,6 +8,7 @@ first-token analysis -> tables, figures, summary.
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 
 from interp.errors import InterpError
 from interp.model import Model, portable_path
+from interp.rome.params import PARAMS
 from interp.rome import figures
 from interp.rome.collapse import (
     ReferenceTexts, collapse_threshold_report, is_collapse, perplexity, reference_texts, token_nll,
@@ -31,46 +33,10 @@ from interp.rome.rome_main import VARIANTS, applied_edit, rome_update
 
 DESCRIPTION = "ROME editing and its collapse (Yang et al. 2024): mixed vs consistent keys, first-token keys"
 
-DEFAULTS: dict[str, Any] = {
-    "layer": None,
-    "requests_file": None,
-    "n_requests": 0,
-    "prefix_seed": 0,
-    "prefix_lengths": [[5, 10], [10, 10]],
-    "kbar_include_bare": True,
-    "v_contexts": 20,
-    "v_steps": 20,
-    "v_lr": 0.5,
-    "kl_factor": 0.0625,
-    "v_weight_decay": 0.5,
-    "clamp_norm_factor": 4.0,
-    "early_stop_loss": 0.05,
-    "cov_corpus": "model",
-    "cov_samples": 512,
-    "cov_max_tokens": 64,
-    "cov_ridge": 0.0,
-    "cov_cache": True,
-    "ppl_generic": 12,
-    "ppl_max_tokens": 48,
-    "ppl_generations": 12,
-    "ppl_gen_tokens": 24,
-    "collapse_ratio": 2.0,
-    "first_token_texts": 16,
-    "first_token_layer_step": 1,
-    "eval_seed": 0,
-}
+# the parameters are declared (type, range, default, quick default, unit, meaning) in interp/rome/params.py
+DEFAULTS: dict[str, Any] = PARAMS.defaults()
 
-QUICK: dict[str, Any] = {
-    "n_requests": 8,
-    "v_contexts": 4,
-    "cov_samples": 64,
-    "ppl_generic": 6,
-    "ppl_max_tokens": 32,
-    "ppl_generations": 6,
-    "ppl_gen_tokens": 16,
-    "first_token_texts": 8,
-    "first_token_layer_step": 3,
-}
+QUICK: dict[str, Any] = PARAMS.quick_values()
 
 
 def default_layer(model: Model) -> int:
@@ -274,7 +240,8 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
     rows: list[dict] = []
     from tqdm.auto import tqdm
 
-    for i, req in enumerate(tqdm(requests, desc="ROME edits", unit="edit")):
+    for i, req in enumerate(tqdm(requests, desc="ROME edits", unit="edit",
+                                       disable=os.environ.get("INTERP_PROGRESS", "1") == "0")):
         rows += run.stage(f"edit_{req.case_id}", lambda: _edit_stage(model, p, layer, req, i, keys, c_inv, prefixes, ref),
                           key=[layer, req.case_id])
     edits = pd.DataFrame(rows)

@@ -158,3 +158,15 @@ def test_bos_policy_follows_the_tokenizer():
             return {"input_ids": ([7] if add_special_tokens else []) + [1, 2]}
 
     assert loading.tokenizer_adds_bos(AddsBos()) is True
+
+
+def test_device_map_is_passed_through_and_recorded(tmp_path):
+    hf = tiny_hf_model("llama")
+    hf.save_pretrained(tmp_path)
+    byte_tokenizer().save_pretrained(tmp_path)
+    model = interp.load_model(str(tmp_path), device_map={"": "cpu"})
+    assert model.describe()["source"]["device_map"] == {"": "cpu"}
+    ids = torch.tensor([model.encode("hello")])
+    with torch.no_grad():
+        ref = hf(ids).logits
+    assert torch.allclose(model.forward(ids), ref, atol=1e-4 * ref.abs().max().item())

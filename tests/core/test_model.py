@@ -110,3 +110,46 @@ def test_bad_hook_kind_and_layer():
         model.hook("nope", 0)
     with pytest.raises(interp.InterpError):
         model.hook("z", 99)
+
+
+# ------------------------------------------------------------------ TransformerLens habits
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_model_is_callable_like_a_tl_model(family):
+    m = tiny_model(family)
+    toks = m.to_tokens("hello world")
+    ref = m.forward(toks)
+    assert torch.equal(m(toks), ref)
+    assert torch.equal(m("hello world"), ref)  # the model's BOS policy
+    assert torch.equal(m(toks[0]), ref)  # [pos] ids
+    # unequal strings: right-padded; every real position matches its own run
+    both = m(["hello world", "hi"])
+    assert both.shape[:2] == (2, toks.shape[1])
+    assert torch.allclose(both[0], ref[0], atol=1e-5)
+    short = m("hi")
+    assert torch.allclose(both[1, : short.shape[1]], short[0], atol=1e-5)
+    assert m.cfg is m.bridge.cfg and m.cfg.n_layers == m.n_layers
+
+
+def test_run_with_cache_and_hooks_use_the_bos_policy():
+    m = tiny_model("gpt2")
+    toks = m.to_tokens("abc")
+    assert int(toks[0, 0]) == m.bos_token_id
+    logits, cache = m.run_with_cache("abc", names_filter=lambda n: n == "blocks.0.hook_resid_post")
+    assert torch.allclose(logits, m.forward(toks), atol=1e-5)
+    assert cache["blocks.0.hook_resid_post"].shape[:2] == toks.shape
+    seen = []
+    out = m.run_with_hooks("abc", fwd_hooks=[("blocks.1.hook_resid_post", lambda x, hook: seen.append(x.shape) or x * 0)])
+    assert seen == [(1, toks.shape[1], m.d_model)] and not torch.allclose(out, logits)
+    assert torch.allclose(m("abc"), logits, atol=1e-5)  # hooks removed afterwards
+
+
+def test_generate_and_to_string():
+    from interp.generate import greedy_generate
+
+    m = tiny_model("gpt2")
+    new = greedy_generate(m, ["abc"], max_new_tokens=5, stop_at_eos=False)[0]
+    toks = m.generate(m.to_tokens("abc"), max_new_tokens=5, stop_at_eos=False)
+    assert toks[0, -5:].tolist() == new
+    text = m.generate("abc", max_new_tokens=5, stop_at_eos=False)
+    assert text == "abc" + m.tokenizer.decode(new)
+    assert m.to_string(toks[0, 1:]) == text and m.to_string(toks[:, 1:]) == [text]

@@ -62,3 +62,30 @@ def test_corpus_errors(tiny_models, cache, tmp_path):
     assert st.n_samples == 2 and st.key["corpus"].startswith("file:c.txt")
     with pytest.raises(InterpError):
         inverse_covariance(torch.zeros(4, 4))
+
+
+def test_cache_is_safetensors_with_a_json_key_and_never_unpickled(tiny_models, cache):
+    import json
+    import pickle
+
+    m = tiny_models["gpt2"]
+    st = layer_stats(m, 1, "generic", n_samples=4, max_tokens=16)
+    assert st.path.suffix == ".safetensors" and not list(cache.rglob("*.pt"))
+    meta = json.loads(st.path.with_suffix(".json").read_text())
+    assert meta["key"] == st.key and meta["n_tokens"] == st.n_tokens
+    again = layer_stats(m, 1, "generic", n_samples=4, max_tokens=16)
+    assert again.cached and again.snapshot_tokens == st.snapshot_tokens and sorted(again.snapshots) == sorted(st.snapshots)
+    # a tampered tensor file (digest differs) is recomputed, not parsed
+    st.path.write_bytes(st.path.read_bytes()[:-8] + b"\0" * 8)
+    assert not layer_stats(m, 1, "generic", n_samples=4, max_tokens=16).cached
+    # a planted old-style pickle beside it is never read
+    marker = cache / "pwned"
+
+    class Boom:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    st.path.with_suffix(".pt").write_bytes(pickle.dumps({"key": st.key, "x": Boom()}))
+    assert layer_stats(m, 1, "generic", n_samples=4, max_tokens=16).cached and not marker.exists()

@@ -1,0 +1,53 @@
+"""The parameters of ``interp run rome`` (one line each; ``interp run rome --help`` lists them)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from interp.params import Param, Params
+
+
+def _prefix_lengths(v: Any) -> Optional[str]:
+    ok = isinstance(v, list) and v and all(
+        isinstance(x, list) and len(x) == 2 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in x)
+        for x in v)
+    return None if ok else "a JSON list of [tokens, count] pairs of positive integers"
+
+
+def _check(p: dict[str, Any]) -> Optional[str]:
+    n_prefixes = sum(c for _, c in p["prefix_lengths"])
+    if p["v_contexts"] > n_prefixes:
+        return f"--set v_contexts={p['v_contexts']}: too large; allowed: at most {n_prefixes} (the prefixes prefix_lengths makes)"
+    return None
+
+
+PARAMS = Params("rome", [
+    Param("layer", "int", None, min=0, null="20% of the depth", unit="layer", help="the MLP layer edited",
+          model_max=lambda m, p: m.n_layers - 1),
+    Param("requests_file", "path", None, null="the packaged requests", help="a CounterFact-style requests JSON"),
+    Param("n_requests", "int", 0, quick=8, min=0, unit="requests", help="requests edited (0: all)"),
+    Param("prefix_seed", "int", 0, min=0, help="seed of the generated prefixes and the covariance text"),
+    Param("prefix_lengths", "json", [[5, 10], [10, 10]], check=_prefix_lengths,
+          help="generated prefixes as [tokens, count] pairs"),
+    Param("kbar_include_bare", "bool", True, help="the averaged key also includes the prompt without a prefix"),
+    Param("v_contexts", "int", 20, quick=4, min=1, unit="prefixes", help="prefixed contexts v* is optimised on"),
+    Param("v_steps", "int", 20, min=1, max=10000, unit="steps", help="optimisation steps for v*"),
+    Param("v_lr", "float", 0.5, min=0, min_open=True, help="learning rate for v*"),
+    Param("kl_factor", "float", 0.0625, min=0, help="weight of the essence KL term"),
+    Param("v_weight_decay", "float", 0.5, min=0, help="weight decay on v* - v"),
+    Param("clamp_norm_factor", "float", 4.0, min=0, min_open=True, help="largest |v* - v| as a multiple of |v|"),
+    Param("early_stop_loss", "float", 0.05, min=0, help="stop optimising v* below this loss"),
+    Param("cov_corpus", "str", "model", help="covariance text: model, generic, a text file/folder, or hf:NAME[:CONFIG]"),
+    Param("cov_samples", "int", 512, quick=64, min=1, unit="texts", help="texts in the key second moment"),
+    Param("cov_max_tokens", "int", 64, min=2, max=4096, unit="tokens", help="tokens kept per covariance text"),
+    Param("cov_ridge", "float", 0.0, min=0, help="ridge added to C before inverting"),
+    Param("cov_cache", "bool", True, help="read and write the on-disk covariance cache"),
+    Param("ppl_generic", "int", 12, quick=6, min=1, unit="texts", help="generic texts for the perplexity ratio"),
+    Param("ppl_max_tokens", "int", 48, quick=32, min=2, max=4096, unit="tokens", help="tokens per generic text"),
+    Param("ppl_generations", "int", 12, quick=6, min=1, unit="texts", help="the model's own generations for perplexity"),
+    Param("ppl_gen_tokens", "int", 24, quick=16, min=1, max=4096, unit="tokens", help="tokens per generation"),
+    Param("collapse_ratio", "float", 2.0, min=1, min_open=True, unit="ratio", help="perplexity ratio above which an edit collapsed"),
+    Param("first_token_texts", "int", 16, quick=8, min=2, unit="texts", help="texts for the first-token key analysis"),
+    Param("first_token_layer_step", "int", 1, quick=3, min=1, unit="layers", help="every k-th layer in the first-token table"),
+    Param("eval_seed", "int", 0, min=0, help="seed of the evaluation prompts"),
+], check_all=_check)
