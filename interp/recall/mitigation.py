@@ -221,6 +221,7 @@ def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32,
 
 
 MAX_PPL_COST = 0.02  # largest relative perplexity rise a chosen mitigation may cost on training text
+HEAD_SCALES = (0.25, 0.5, 0.75)  # factors tried on the chosen heads' outputs instead of removing them
 GAMMAS = (-1.0, -0.5, 0.25, 0.5, 0.75, 1.0)  # factors tried for the frequency projection (1 = project out, < 0 amplifies)
 METHODS = ("auto", "heads", "frequency", "both", "none")
 
@@ -367,17 +368,19 @@ def choose_mitigation(
     max_heads: Optional[int] = None,
     metric: str = "answer_prob",
     gammas: Sequence[float] = GAMMAS,
+    head_scales: Sequence[float] = HEAD_SCALES,
     max_ppl_cost: float = MAX_PPL_COST,
     min_gain: float = 1e-3,
     batch_size: int = 32,
 ) -> tuple[Mitigation, dict[str, Mitigation], pd.DataFrame]:
     """Choose the mitigation on train facts (module docstring).
 
-    Each method's candidate is its best setting on the train answer probability: the greedy heads
-    (:func:`select_suppressor_heads`), the frequency factor with the highest train answer
-    probability, and the two together. The choice (``method="auto"``, or the one named) is the
+    Candidates: the greedy heads (:func:`select_suppressor_heads`), removed or rescaled by each of
+    ``head_scales``; the frequency factor with the highest train answer probability; the removed
+    heads and that factor together. The choice (``method="auto"``, or the one named) is the
     candidate with the highest train answer probability that rises by more than ``min_gain``,
-    loses no train accuracy and costs at most ``max_ppl_cost`` perplexity on ``texts``.
+    loses no train accuracy and costs at most ``max_ppl_cost`` perplexity on ``texts``; the
+    returned ``candidates`` hold, per method, the chosen setting or else the first one.
 
     Args:
         model: the model.
@@ -387,6 +390,7 @@ def choose_mitigation(
         method: ``auto`` (best candidate), ``heads``, ``frequency``, ``both`` or ``none``.
         mode, scale, means, max_heads, metric: the head candidate (:func:`select_suppressor_heads`).
         gammas: factors tried for the frequency projection.
+        head_scales: factors tried on the chosen heads instead of zero ablation (``mode="zero"``).
         max_ppl_cost: the largest relative perplexity rise allowed on ``texts``.
         min_gain: smallest rise of train answer probability that counts.
         batch_size: prompts per forward pass.
@@ -401,6 +405,7 @@ def choose_mitigation(
     base = _pool([(a.answer_prob, a.correct) for a in train])
     rows: list[dict[str, Any]] = [{"method": "none", "setting": "", "accuracy": base[0], "answer_prob": base[1]}]
     cands: dict[str, Mitigation] = {"none": Mitigation()}
+    variants: list[tuple[Mitigation, tuple[float, float]]] = []
     if method in ("auto", "heads", "both"):
         heads, steps = select_suppressor_heads(model, train, max_heads, mode, scale, means, metric, min_gain, batch_size)
         for r in steps[steps["step"] != "base"].itertuples():
@@ -408,8 +413,11 @@ def choose_mitigation(
         if heads:
             cands["heads"] = Mitigation("heads", heads, mode, scale, means)
             kept = steps[(steps["step"] == "measured") & steps["kept"]].iloc[-1]
-            rows.append({"method": "heads", "setting": cands["heads"].describe(), "accuracy": float(kept["accuracy"]),
-                         "answer_prob": float(kept["answer_prob"])})
+            variants.append((cands["heads"], (float(kept["accuracy"]), float(kept["answer_prob"]))))
+            if mode == "zero":  # rescaling instead of removing: a smaller change, a smaller perplexity cost
+                for a in head_scales:
+                    v = Mitigation("heads", heads, "scale", a)
+                    variants.append((v, measure_mitigation(model, train, v, batch_size)))
     if method in ("auto", "frequency", "both") and freq is not None:
         d = frequency_direction(model, freq)
         scored = []
@@ -419,29 +427,29 @@ def choose_mitigation(
             scored.append((s[1], g, s))
         _, g, s = max(scored)
         cands["frequency"] = Mitigation("frequency", direction=d, gamma=g)
-        rows.append({"method": "frequency", "setting": cands["frequency"].describe(), "accuracy": s[0], "answer_prob": s[1]})
+        variants.append((cands["frequency"], s))
     if "heads" in cands and "frequency" in cands:
         h, f = cands["heads"], cands["frequency"]
         cands["both"] = Mitigation("both", h.heads, h.mode, h.scale, h.means, f.direction, f.gamma)
-        s = measure_mitigation(model, train, cands["both"], batch_size)
-        rows.append({"method": "both", "setting": cands["both"].describe(), "accuracy": s[0], "answer_prob": s[1]})
+        variants.append((cands["both"], measure_mitigation(model, train, cands["both"], batch_size)))
+    first = len(rows)
+    rows += [{"method": v.method, "setting": v.describe(), "accuracy": sc[0], "answer_prob": sc[1]} for v, sc in variants]
     trace = pd.DataFrame(rows)
     ppl0 = perplexity(model, texts) if texts else float("nan")
     trace["ppl_cost"] = float("nan")
     trace["chosen"] = False
-    order = trace[trace["method"].isin([m for m in cands if m != "none"])].sort_values("answer_prob", ascending=False)
-    if method not in ("auto",):
-        order = order[order["method"] == method]
-    chosen = cands["none"]
-    for i, r in order.iterrows():
-        if r["accuracy"] < base[0] or r["answer_prob"] <= base[1] + min_gain:
+    chosen, where = cands["none"], 0
+    for k in sorted(range(len(variants)), key=lambda k: -variants[k][1][1]):
+        v, sc = variants[k]
+        if (method != "auto" and v.method != method) or sc[0] < base[0] or sc[1] <= base[1] + min_gain:
             continue
-        cost = perplexity(model, texts, cands[r["method"]]) / ppl0 - 1.0 if texts else float("nan")
-        trace.loc[i, "ppl_cost"] = cost
+        cost = perplexity(model, texts, v) / ppl0 - 1.0 if texts else float("nan")
+        trace.loc[first + k, "ppl_cost"] = cost
         if not texts or cost <= max_ppl_cost:
-            chosen = cands[r["method"]]
+            chosen, where = v, first + k
+            cands[v.method] = v
             break
-    trace.loc[trace["method"] == chosen.method, "chosen"] = True
+    trace.loc[where, "chosen"] = True
     return chosen, cands, trace
 
 

@@ -97,14 +97,18 @@ def test_choose_mitigation_reports_every_candidate_and_keeps_the_rule(tiny_model
     chosen, cands, trace = choose_mitigation(m, [acts], fake_frequency(m), texts, min_gain=0.0)
     assert "frequency" in cands and set(trace["method"]) >= {"none", "frequency", "frequency (candidate)"}
     base_acc, base_p = trace.iloc[0]["accuracy"], trace.iloc[0]["answer_prob"]
-    row = trace[trace["method"] == chosen.method].iloc[-1]
-    assert bool(row["chosen"])
+    row = trace[trace["chosen"]]
+    assert len(row) == 1
+    row = row.iloc[0]
+    assert row["method"] == chosen.method and (chosen.method == "none" or row["setting"] == chosen.describe())
     if chosen.method != "none":
         assert row["accuracy"] >= base_acc and row["answer_prob"] > base_p and row["ppl_cost"] <= 0.02
-    # nothing may be chosen that loses train accuracy
-    for _, r in trace[trace["method"].isin(["heads", "frequency", "both"])].iterrows():
-        if r["accuracy"] < base_acc:
-            assert r["method"] != chosen.method
+        # no candidate with a higher train answer probability qualified
+        better = trace[(trace["answer_prob"] > row["answer_prob"]) & trace["method"].isin(["heads", "frequency", "both"])]
+        assert ((better["accuracy"] < base_acc) | (better["ppl_cost"] > 0.02)).all()
+    heads = trace[trace["method"] == "heads"]
+    if len(heads):  # removed, and rescaled by each factor
+        assert len(heads) == 4 and heads["setting"].str.contains("x0.5").any()
     only, _, t2 = choose_mitigation(m, [acts], fake_frequency(m), [], method="frequency", min_gain=0.0)
     assert only.method in ("frequency", "none") and "heads" not in set(t2["method"])
     with pytest.raises(InterpError, match="method"):
