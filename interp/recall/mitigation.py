@@ -221,7 +221,7 @@ def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32,
 
 
 MAX_PPL_COST = 0.02  # largest relative perplexity rise a chosen mitigation may cost on training text
-HEAD_SCALES = (0.25, 0.5, 0.75)  # factors tried on the chosen heads' outputs instead of removing them
+HEAD_SCALES = (0.5, 0.25, 0.75)  # factors tried on the chosen heads' outputs instead of removing them
 GAMMAS = (-1.0, -0.5, 0.25, 0.5, 0.75, 1.0)  # factors tried for the frequency projection (1 = project out, < 0 amplifies)
 METHODS = ("auto", "heads", "frequency", "both", "none")
 

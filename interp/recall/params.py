@@ -53,6 +53,8 @@ PARAMS = Params("recall", [
           help="training paragraphs for the mitigation's perplexity constraint"),
     Param("independent_facts", "int", None, quick=12, min=1, null="all", unit="facts",
           help="independent country facts per relation (countryinfo)"),
+    Param("head_scales", "int", None, quick=1, min=0, max=3, null="3", unit="factors",
+          help="rescalings of the chosen heads tried besides removing them (0.5, then 0.25, 0.75)"),
     Param("mitigation_method", "choice", "auto", choices=["auto", "heads", "frequency", "both", "none"],
           help="mitigation: auto (best on train facts), heads, frequency, both or none"),
     Param("mitigation_mode", "choice", "zero", choices=["zero", "scale", "mean"], help="how suppressor heads are ablated"),

@@ -42,7 +42,7 @@ from interp.recall.attribution import final_norm_linear
 from interp.recall.claims import claims_table
 from interp.recall.facts import build_prompts, independent_relations, load_relations
 from interp.recall.logit_lens import final_drop, logit_lens_table
-from interp.recall.mitigation import Mitigation, choose_mitigation, mitigation_table, perplexity
+from interp.recall.mitigation import HEAD_SCALES, Mitigation, choose_mitigation, mitigation_table, perplexity
 from interp.recall.mlp_decomposition import MLPDecomposition, mlp_decomposition_tables, mlp_layer_summary
 from interp.recall.params import PARAMS
 
@@ -52,7 +52,7 @@ DESCRIPTION = "factual recall (Lv et al. 2024): argument heads, MLP activation/f
 DEFAULTS: dict[str, Any] = PARAMS.defaults()
 
 QUICK: dict[str, Any] = PARAMS.quick_values()
-FULL = {"templates": list(range(10)), "max_facts": None, "n_random": 10, "lens_stride": 1, "ppl_texts": 200, "selection_texts": 32,
+FULL = {"templates": list(range(10)), "max_facts": None, "n_random": 10, "lens_stride": 1, "head_scales": 3, "ppl_texts": 200, "selection_texts": 32,
         "independent_facts": None}
 
 
@@ -320,7 +320,7 @@ def step_mitigation(model: Model, run: Any, p: dict[str, Any], d: RecallData, fr
     means = train[0].z[:, train[0].layer_index(last)].float().mean(0) if mode == "mean" else None
     chosen, cands, trace = run.stage("mitigation_selection", lambda: choose_mitigation(
         model, train, freq, sel_texts, p["mitigation_method"], mode, scale, means, p["max_suppressor_heads"],
-        p["selection_metric"], batch_size=bs))
+        p["selection_metric"], head_scales=HEAD_SCALES[: int(p["head_scales"])], batch_size=bs))
     run.table("mitigation_selection", trace)
     run.note(f"mitigation chosen on train facts: {chosen.describe()}")
     texts, text_id = sources.texts(p["text_corpus"], "heldout")
