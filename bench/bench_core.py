@@ -11,8 +11,6 @@ Run: python bench/bench_core.py [--repeats 3]
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 
 import torch
@@ -30,22 +28,10 @@ def best_of(fn, repeats: int) -> float:
 
 
 def bench_load() -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as d:
-        old = os.environ.get("INTERP_CACHE")
-        os.environ["INTERP_CACHE"] = d
-        try:
-            t = time.perf_counter()
-            interp.load_model("smollm2-135m", device="cpu")
-            first = time.perf_counter() - t
-            t = time.perf_counter()
-            interp.load_model("smollm2-135m", device="cpu")
-            second = time.perf_counter() - t
-        finally:
-            if old is None:
-                os.environ.pop("INTERP_CACHE")
-            else:
-                os.environ["INTERP_CACHE"] = old
-    return first, second
+    """First load (dequantization into an empty cache) and cached load of the embedded model."""
+    from bench_families import first_and_cached  # this folder is on sys.path when run as a script
+
+    return first_and_cached("smollm2-135m")
 
 
 def main() -> None:
