@@ -1,4 +1,4 @@
-"""Repair of glitch tokens with key-neuron hooks: GlitchProber's gap-sized rule vs the fixed rule.
+"""Repair of glitch tokens with key-neuron hooks on the gate and up projections: the paper's formulas vs the fixed rule.
 
 Prints the repair rate and the damage to normal tokens on tokens of the stored ground truth, with
 the key layers chosen from the per-layer distances of a labelled sample.
@@ -35,7 +35,7 @@ if __name__ == "__main__":
     plan = key_neurons(neuron_activations(model, fit_n.tolist(), layers, template=tpl),
                        neuron_activations(model, fit_g.tolist(), layers, template=tpl))
     ev_g, ev_n = glitch[len(fit_g) : len(fit_g) + a.n_eval].tolist(), normal[len(fit_n) : len(fit_n) + a.n_eval].tolist()
-    for name, p in (("GlitchProber (gap-sized)", plan), ("rule-based (alpha=4, beta=1.5)", plan.rule_based())):
+    for name, p in (("GlitchProber (paper formulas)", plan), ("rule-based (alpha=4, beta=1.5)", plan.rule_based())):
         with model.hooks(repair_hooks(model, p)):
             t = repeat_oracle(model, ev_g + ev_n, template=tpl).table
         rep = (t.cls[: len(ev_g)] == "normal").mean()

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from interp.errors import InterpError
-from interp.glitch.magikarp import magikarp_candidates, magikarp_indicator, unused_reference_tokens
+from interp.glitch.magikarp import magikarp_candidates, magikarp_indicator, magikarp_verify, unused_reference_tokens
 from interp.glitch.oracle import RepeatTemplate
 from interp.model import Model
 
@@ -45,36 +45,43 @@ def random_sampling(
 def magikarp_search(
     model: Model,
     candidates: Sequence[int],
-    label: Callable[[list[int]], list[str]],
     *,
     share: float = 0.02,
     template: Optional[RepeatTemplate] = None,
-) -> tuple[list[int], pd.DataFrame]:
-    """Magikarp baseline: score every token, verify the lowest ``share`` of the candidates with the oracle.
+    batch_size: int = 16,
+) -> tuple[list[int], pd.DataFrame, dict]:
+    """Magikarp baseline as its paper: indicator, lowest ``share`` of the candidates, its own verification.
 
     Args:
         model: the model handle.
-        candidates: tokens the oracle can judge.
-        label: ``label(token_ids) -> classes`` (the oracle, or a lookup into stored labels).
-        share: share of the candidates to verify.
+        candidates: tokens the oracle can judge (the indicator ranks these).
+        share: share of the candidates to verify (the paper: 0.5-2%).
         template: the oracle prompt (its tokens are not used as unused references).
+        batch_size: rows per verification forward pass.
 
     Returns:
-        ``(found glitch ids, table of token_id, indicator, verified, cls)``.
+        ``(verified ids, table of token_id, indicator, verified, max_prob, info)`` where ``info`` says
+        which reference rows and indicator were used, and the seconds spent.
     """
-    ref = unused_reference_tokens(model, template)
-    if not ref:
-        raise InterpError(f"{model.spec} has no special tokens to use as known-unused references")
-    scores = magikarp_indicator(model, ref)
+    if not 0.005 <= share <= 0.02:
+        raise InterpError(f"Magikarp verifies the lowest 0.5-2% of the vocabulary, not {share:.2%}")
+    t0 = time.perf_counter()
+    ref, source = unused_reference_tokens(model, template)
+    scores, kind = magikarp_indicator(model, ref)
     picked = magikarp_candidates(scores, share, candidates)
-    cls = label(picked)
+    t_ind = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ver = magikarp_verify(model, picked, batch_size=batch_size)
+    t_ver = time.perf_counter() - t0
     table = pd.DataFrame({"token_id": np.asarray(candidates, dtype=int)})
     table["indicator"] = scores[table.token_id]
-    verified = dict(zip(picked, cls))
-    table["verified"] = table.token_id.isin(verified)
-    table["cls"] = table.token_id.map(verified).fillna("")
-    found = [t for t, c in verified.items() if c == "glitch"]
-    return found, table
+    table = table.merge(ver[["token_id", "max_prob", "verified"]], on="token_id", how="left")
+    table["checked"] = table.token_id.isin(picked)
+    table["verified"] = table.verified.fillna(False).astype(bool)
+    found = ver.loc[ver.verified, "token_id"].astype(int).tolist()
+    info = {"reference": source, "n_reference": len(ref), "indicator": kind, "n_checked": len(picked),
+            "seconds_indicator": t_ind, "seconds_verification": t_ver}
+    return found, table, info
 
 
 TOKEN_STATISTICS = ("chars", "chars_stripped", "leading_space", "alphabetic", "capitalised", "all_caps", "has_digit",

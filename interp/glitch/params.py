@@ -5,7 +5,6 @@ Under ``--quick`` the glitch analysis reads its ``quick_*`` parameters instead o
 
 from __future__ import annotations
 
-import json
 from typing import Any, Optional
 
 from interp.params import Param, Params
@@ -31,13 +30,22 @@ def _kinds(text: Any) -> Optional[str]:
     return f"comma-separated feature kinds from {', '.join(FEATURE_KINDS)}" if bad or not ks else None
 
 
-def _shots(text: Any) -> Optional[str]:
+def _threshold(text: Any) -> Optional[str]:
+    t = str(text).strip()
     try:
-        sets = json.loads(text) if isinstance(text, str) else text
+        float(t[:-3] or 1.0) if t.endswith("rms") else float(t)
     except ValueError:
-        sets = None
-    ok = isinstance(sets, list) and sets and all(isinstance(x, list) and x and all(isinstance(w, str) for w in x) for x in sets)
-    return None if ok else "a non-empty JSON list of non-empty lists of strings"
+        return "'rms', '<f>rms' or a number"
+    return None
+
+
+def _prompts(text: Any) -> Optional[str]:
+    from interp.glitch.consensus import ORACLE_PROMPTS, SINGLE_PROMPT
+
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    if not names or names[0] != SINGLE_PROMPT or any(n not in ORACLE_PROMPTS for n in names):
+        return f"comma-separated names from {', '.join(ORACLE_PROMPTS)}, starting with {SINGLE_PROMPT}"
+    return None
 
 
 PARAMS = Params("glitch", [
@@ -64,23 +72,39 @@ PARAMS = Params("glitch", [
     Param("ground_truth_dir", "str", "", help="folder of a stored ground truth ('' for the packaged one)"),
     Param("quick_vocab", "int", 4096, min=100, unit="tokens", help="random vocabulary subset searched under --quick"),
     Param("calibration_tokens", "int", 512, min=1, unit="tokens", help="tokens the real oracle is timed on (stored oracle)"),
-    Param("magikarp_share", "float", 0.02, min=0, max=1, min_open=True, unit="share",
-          help="share of the vocabulary the Magikarp baseline verifies"),
+    Param("magikarp_share", "float", 0.02, min=0.005, max=0.02, unit="share",
+          help="lowest share of the candidates by the Magikarp indicator that its verification checks (paper: 0.5-2%)"),
+    Param("quick_magikarp_share", "float", 0.005, min=0.005, max=0.02, unit="share", help="magikarp_share under --quick"),
     Param("sweep_ratios", "str", "0.01,0.02,0.05,0.1,0.2", check=lambda t: _numbers(t, 0, 1, open_lo=True) or
           (None if all(float(x) < 1 for x in str(t).split(",") if x.strip()) else "each ratio must be below 1"),
           help="labelled shares swept, comma-separated"),
-    Param("repair_threshold", "float", 1.0, min=0, help="activation gap (in std) above which a neuron is key"),
-    Param("always_share", "float", 0.99, min=0, max=1, unit="share", help="share of glitch tokens a key neuron fires on"),
-    Param("rule_alpha", "float", 4.0, min=0, help="rule-based repair: threshold in std"),
-    Param("rule_beta", "float", 1.5, min=0, help="rule-based repair: scale factor"),
-    Param("repair_fit_normal", "int", 1000, min=1, unit="tokens", help="normal tokens the repair statistics use"),
+    Param("repair_threshold", "str", "rms", check=_threshold,
+          help="activation threshold m per hook kind: 'rms', '<f>rms' (f x the fitting tokens' RMS) or a number (paper: 1)"),
+    Param("always_share", "float", 0.99, min=0, max=1, unit="share",
+          help="share of normal tokens on which an always-active neuron is above m"),
+    Param("rule_alpha", "float", 4.0, min=0, min_open=True, help="rule-based repair: divisor of firing never-active neurons"),
+    Param("rule_beta", "float", 1.5, min=0, help="rule-based repair: added to |x| of always-active neurons"),
+    Param("repair_fit_normal", "int", 1000, min=1, unit="tokens", help="normal tokens the repair's neuron sets are fitted on"),
+    Param("quick_repair_fit_normal", "int", 256, min=1, unit="tokens", help="repair_fit_normal under --quick"),
     Param("n_repair_glitch", "int", 200, min=1, unit="tokens", help="glitch tokens the repair is measured on"),
     Param("n_repair_normal", "int", 400, min=1, unit="tokens", help="normal tokens the repair is measured on"),
     Param("quick_repair_glitch", "int", 48, min=1, unit="tokens", help="n_repair_glitch under --quick"),
     Param("quick_repair_normal", "int", 96, min=1, unit="tokens", help="n_repair_normal under --quick"),
     Param("recall_target", "float", 0.8, min=0, max=1, min_open=True, unit="share", help="recall the cost comparison aims at"),
-    Param("stability_tokens", "int", 1024, min=0, unit="tokens", help="tokens the oracle-stability check re-asks"),
-    Param("quick_stability_tokens", "int", 256, min=0, unit="tokens", help="stability_tokens under --quick"),
-    Param("stability_shots", "str", '[["apple", " house", "tion"], ["hello", " world", "ing", "cat", " blue"]]',
-          check=_shots, help="other worked examples for the oracle-stability check (JSON)"),
+    Param("oracle_prompts", "str", "few_shot,other_examples,paper_few_shot,paper", check=_prompts,
+          help="voting oracle prompts (interp.glitch.consensus.ORACLE_PROMPTS), the single-prompt label first"),
+    Param("min_follow", "float", 0.8, min=0, max=1, unit="share",
+          help="a prompt votes only if the model repeats this share of common words with it"),
+    Param("consensus_decision_threshold", "float", 0.0, help="consensus SVM decision value above which a token is verified"),
+    Param("consensus_threshold_sweep", "str", "-1.5,-1.25,-1.0,-0.75,-0.5,-0.25,0.0,0.25",
+          check=lambda t: _numbers(t, -1e9, 1e9), help="consensus decision thresholds swept, comma-separated"),
+    Param("eval_tokens", "int", 2048, min=0, unit="tokens",
+          help="random evaluation tokens outside the sample without stored ground truth (0: all; stored: all)"),
+    Param("quick_eval_tokens", "int", 768, min=0, unit="tokens", help="evaluation tokens under --quick (stored ground truth)"),
+    Param("quick_eval_tokens_unlabelled", "int", 128, min=0, unit="tokens",
+          help="evaluation tokens under --quick without stored ground truth"),
+    Param("quick_vocab_unlabelled", "int", 1024, min=100, unit="tokens",
+          help="random vocabulary subset under --quick without stored ground truth"),
+    Param("agreement_tokens", "int", 1024, min=0, unit="tokens", help="random candidates every oracle prompt asks"),
+    Param("quick_agreement_tokens", "int", 32, min=0, unit="tokens", help="agreement_tokens under --quick"),
 ])

@@ -147,7 +147,7 @@ BAD = [
     ("rome", "n_requests=-1", "n_requests"), ("rome", "v_contexts=500", "v_contexts"), ("rome", "collapse_ratio=1", "collapse_ratio"),
     ("rome", "prefix_lengths=[[5]]", "prefix_lengths"), ("rome", "cov_cache=maybe", "cov_cache"),
     ("glitch", "quick_vocab=0", "quick_vocab"), ("glitch", "sample_ratio=1.5", "sample_ratio"), ("glitch", "kinds=attn", "kinds"),
-    ("glitch", "stability_shots=[1]", "stability_shots"), ("glitch", "sweep_ratios=0,2", "sweep_ratios"),
+    ("glitch", "oracle_prompts=paper", "oracle_prompts"), ("glitch", "sweep_ratios=0,2", "sweep_ratios"),
     ("recall", "bogus=1", "bogus"),
 ]
 

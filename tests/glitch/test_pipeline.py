@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from interp.glitch.pipeline import DEFAULTS, sample_ratio_sweep, threshold_sweep
+from interp.glitch.pipeline import DEFAULTS, claims_table, estimated_recall, sample_ratio_sweep, threshold_sweep
 from interp.results import Run
 
 
@@ -22,17 +22,42 @@ def test_sweeps_count_oracle_calls():
     assert th.recall.tolist() == [1.0, 1.0, 5 / 50] and th.n_predicted.tolist() == [360, 45, 0]
 
 
+def test_estimated_recall_is_exact_on_the_whole_outside_and_scales_a_sample():
+    g = np.array([1, 1, 0, 0, 1, 0], bool)
+    found = np.array([1, 0, 0, 1, 1, 0], bool)
+    r, n = estimated_recall(4, g, found, 6)  # the evaluation set is everything outside the sample
+    assert n == 7 and r == pytest.approx((4 + 2) / 7)
+    r, n = estimated_recall(4, g, found, 60)  # a random tenth of the outside: 30 glitch tokens estimated
+    assert n == pytest.approx(34) and r == pytest.approx((4 + 2 / 3 * 30) / 34)
+
+
+def test_claims_verdicts():
+    base = dict(glitch_prevalence_consensus=0.05, precision_consensus=1.0, recall_consensus=0.9, f1_consensus=0.95,
+                time_ratio_consensus=0.4, repair_rate=0.3, repair_counts=True, repair_control_rate=0.1)
+    c = claims_table(base)
+    assert list(c.columns) == ["claim", "measured", "paper", "verdict"] and (c.verdict == "reproduced").all()
+    c = claims_table(dict(base, recall_consensus=0.3, f1_consensus=0.46, time_ratio_consensus=1.2, repair_rate=0.04,
+                          repair_counts=False, repair_control_rate=0.5))
+    assert c.verdict.tolist() == ["reproduced", "reproduced", "not reproduced", "not reproduced", "opposite", "opposite"]
+    c = claims_table(dict(base, time_ratio_consensus=0.3, recall_consensus=0.2, repair_rate=None))
+    assert c.verdict.tolist()[4:] == ["not reproduced", "not measurable"]  # cheap only at a low recall
+    assert set(c.verdict) <= {"reproduced", "not reproduced", "opposite", "not measurable"}
+
+
 @pytest.mark.real_model
 def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path):
     from interp.glitch import pipeline
 
     params = dict(DEFAULTS, quick_vocab=600, distance_sample=60, quick_repair_glitch=4, quick_repair_normal=8,
-                  sample_ratio=0.2, n_components=20, calibration_tokens=48, quick_stability_tokens=40)
+                  sample_ratio=0.2, n_components=20, calibration_tokens=48, quick_agreement_tokens=16, quick_eval_tokens=96,
+                  quick_repair_fit_normal=48)
     run = Run(tmp_path, "glitch", model=smollm, params=params, seed=0)
     summary = pipeline.run(smollm, run, quick=True, **params)
     run.summary(**summary)
     for k in ("vocab_size", "n_glitch_ground_truth", "precision", "recall", "f1", "time_pipeline_s", "time_exhaustive_s",
-              "magikarp_recall", "repair_rate", "repair_rule_based_rate", "normal_damage_rate"):
+              "magikarp_recall", "repair_rate", "repair_rule_based_rate", "normal_damage_rate",
+              "precision_consensus", "recall_consensus", "f1_consensus", "time_ratio_consensus", "n_glitch_consensus",
+              "repair_control_rate", "repair_damage_rate_control"):
         assert k in summary, k
     assert summary["vocab_size"] == 49152 and summary["oracle_mode"] == "stored"
     assert summary["precision"] == 1.0 and 0 < summary["recall"] <= 1
@@ -40,15 +65,19 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path):
     assert summary["oracle_calibration_tokens"] == 48 and summary["oracle_agreement_with_stored"] >= 0.95
     assert summary["time_exhaustive_s"] == pytest.approx(summary["n_candidates"] * summary["exhaustive_s_per_token"])
     assert summary["n_tokens_searched"] == 600 and summary["n_candidates"] + sum(summary["n_excluded"].values()) == 600
-    # the token-statistics baseline and the recall-target costs are measured on the same candidates
-    assert summary["stats_time_s"] > 0 and 0 < summary["stats_recall"] <= 1
-    assert summary["speed_ratio_floor_for_recall_target"] == pytest.approx(0.8 * summary["n_glitch_ground_truth"] / summary["n_candidates"])
-    for k in ("glitchprober", "stats"):
-        assert summary[f"{k}_speed_ratio_for_recall_target"] > summary["speed_ratio_floor_for_recall_target"]
-    assert summary["stability_n_tokens"] == 40 and 0 <= summary["stability_glitch_kept_mean"] <= 1
+    # the consensus label is a subset of the single-prompt label, and its oracle costs more per token
+    assert 0 < summary["n_glitch_consensus"] <= summary["n_glitch_ground_truth"]
+    assert summary["consensus_exhaustive_calls_per_token"] > 1 and summary["time_ratio_consensus"] > 0
+    assert summary["n_eval"] == 96 and summary["n_eval_single_prompt"] == summary["n_candidates"] - summary["n_sampled"]
+    # the repair is the paper's: gate and up hooks, formulas' ranges, thresholds stated
+    assert 0 <= summary["repair_beta_mlp_gate"] <= 3 and 2 <= summary["repair_alpha_mlp_data"] <= 5
+    assert summary["repair_threshold_mlp_gate"] > 0 and summary["repair_n_mlp_data_always"] >= 0
+    assert summary["agreement_n_tokens"] == 16 and summary["magikarp_reference"] in ("unreachable", "special_tokens")
     tables = {p.stem for p in (tmp_path / "glitch" / "tables").glob("*.csv")}
     assert {"glitch_tokens", "layer_distances", "method_times", "repair", "sample_ratio_sweep", "recall_cost_curve",
-            "oracle_stability"} <= tables
+            "oracle_verdicts", "claims", "consensus_eval", "consensus_threshold_sweep"} <= tables
+    claims = pd.read_csv(tmp_path / "glitch" / "tables" / "claims.csv")
+    assert list(claims.columns) == ["claim", "measured", "paper", "verdict"] and len(claims) == 6
     gt = pd.read_csv(tmp_path / "glitch" / "tables" / "glitch_tokens.csv")
     assert len(gt) == summary["n_glitch_ground_truth"] and gt.found.sum() == summary["n_found"]
     assert json.loads((tmp_path / "glitch" / "summary.json").read_text())["key_layers"] == summary["key_layers"]
