@@ -1,21 +1,16 @@
-"""Lv et al. 2024, layer-wise answer probability: where the answer appears, what the last layers take away.
+"""Lv et al. 2024, layer-wise answer probability: where the answer appears, what the final attention and
+the final MLP do to it (all facts and known facts, per relation).
 
     python analyses/recall_logit_lens.py --model smollm2-135m --out figures [--quick]
 """
 
-import pandas as pd
 import torch
 
 from interp.recall import pipeline
-from interp.recall.figures import logit_lens_figure
-from interp.recall.logit_lens import final_drop, logit_lens_table
 
 if __name__ == "__main__":
     model, run, p, args = pipeline.script_setup(__doc__, "recall_logit_lens")
     with torch.no_grad():
-        zero, few, _, _, kz, kf = pipeline.prepare(model, run, p)
-        table = pd.concat([logit_lens_table(model, zero, kz), logit_lens_table(model, few, kf)], ignore_index=True)
-    run.table("logit_lens", table)
-    run.table("logit_lens_drop", final_drop(table))
-    run.figure("logit_lens", logit_lens_figure(table, model.spec))
+        data = pipeline.step_capture(model, run, p)
+        run.summary(**pipeline.step_logit_lens(model, run, p, data))
     print(run.finish())

@@ -5,7 +5,7 @@
     interp reproduce --model SPEC --out DIR         every analysis, plus the report page DIR/index.html
     interp report --out DIR                         rebuild DIR/index.html from DIR's run folders (no model)
     interp report --families ROOT                   the cross-family page ROOT/index.html (ROOT/<model>/...)
-    interp ablate-final-heads --model SPEC          before/after table of the recall ablation
+    interp ablate-final-heads --model SPEC          before/after table of the recall mitigation
 
     interp --version                                the installed version
 
@@ -136,11 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="one model's output folder (as given to `interp reproduce --out`)")
     p.add_argument("--families", metavar="ROOT", help="folder of model folders, e.g. figures (also rebuilds each model's page)")
 
-    p = sub.add_parser("ablate-final-heads", help="factual recall before/after ablating final-layer suppressor heads",
-                       description="Choose (or take) final-layer heads that suppress correct answers, ablate them, "
-                       "and print accuracy and answer probability on held-out facts before and after.")
+    p = sub.add_parser("ablate-final-heads", help="factual recall before/after the mitigation chosen on train facts",
+                       description="Choose on the train facts the mitigation of the final-layer suppression (suppressor "
+                       "heads, the final MLP's frequency component, or both; the choice interp.recall.mitigate applies), "
+                       "or take given heads, and print accuracy and answer probability on held-out facts before and after.")
     _add_model_args(p)
-    p.add_argument("--heads", default="auto", help="'auto' (chosen on train facts) or L.H,L.H,...")
+    p.add_argument("--heads", default="auto", help="'auto' (the mitigation chosen on train facts) or L.H,L.H,... (those heads)")
+    p.add_argument("--method", default="auto", choices=["auto", "heads", "frequency", "both"],
+                   help="with --heads auto: which mitigation to choose on the train facts (default auto: the best)")
+    p.add_argument("--frequency-source", default="wikipedia", help="token counts for the frequency direction (default wikipedia)")
     p.add_argument("--quick", action="store_true", help="fewer facts")
     p.add_argument("--seed", type=int, default=0)
     return parser
@@ -292,7 +296,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     mod = importlib.import_module("interp.recall.cli")
     check_model_args(args)
     model = _load(args)
-    return int(mod.ablate_final_heads(model, heads=args.heads, quick=args.quick, seed=args.seed) or 0)
+    return int(mod.ablate_final_heads(model, heads=args.heads, quick=args.quick, seed=args.seed, method=args.method,
+                                      frequency_source=args.frequency_source) or 0)
 
 
 _QUIET = {"INTERP_PROGRESS": "0", "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}

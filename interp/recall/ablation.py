@@ -5,6 +5,9 @@ Usable around :func:`interp.capture`, :func:`interp.greedy_generate` and ``model
     with interp.recall.ablate_heads(model, ["29.3", "29.7"]):
         interp.greedy_generate(model, ["The capital of France is"])
 
+Which heads to ablate is the mitigation's choice (:mod:`interp.recall.mitigation`); this module only
+applies it, so it imports nothing above the capture engine.
+
 Modes: ``"zero"`` sets the heads' outputs to zero, ``"scale"`` multiplies them by ``scale``,
 ``"mean"`` replaces them by given mean values (one ``[head, d_head]`` per layer, or one per prompt,
 ``[n_prompts, head, d_head]``, indexed by :func:`interp.current_batch` rows inside a capture).
@@ -81,11 +84,8 @@ def ablation_hooks(
     if mode not in MODES:
         raise InterpError(f"ablation mode must be one of {MODES}, not {mode!r}")
     if isinstance(heads, str) and heads.strip().lower() == "auto":
-        from interp.recall.cli import auto_suppressor_heads
-
-        heads = auto_suppressor_heads(model, quick=True)
-        if not heads:
-            return []
+        raise InterpError("heads are chosen by the mitigation: use `with interp.recall.mitigate(model, method=\"heads\")` "
+                          "(or method=\"auto\" for the best method), or name the heads as L.H,L.H")
     if positions not in ("all", "last"):
         raise InterpError(f"positions must be 'all' or 'last', not {positions!r}")
     hs = parse_heads(model, heads)
@@ -151,9 +151,8 @@ def ablate_heads(
 
     Args:
         model: the model.
-        heads: ``"L.H,L.H"``, a list of ``"L.H"`` / ``(L, H)``, or ``"auto"``: the final-layer
-            suppressor heads chosen on the train facts (:func:`interp.recall.cli.auto_suppressor_heads`,
-            quick setting; this runs the model first).
+        heads: ``"L.H,L.H"`` or a list of ``"L.H"`` / ``(L, H)``. Heads chosen on the train facts
+            come from the mitigation: :func:`interp.recall.mitigate` (``method="heads"``).
         mode: ``"zero"``, ``"mean"`` or ``"scale"``.
         means: for ``"mean"``: layer -> ``[head, d_head]`` (or ``[n_prompts, head, d_head]``).
         scale: for ``"scale"``: the factor on the heads' outputs.

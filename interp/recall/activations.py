@@ -35,6 +35,10 @@ class RecallActivations:
         attn_first: attention from the last position to position 0 (the first token: BOS where the
             model prepends one; for SmolLM2, which adds none, the prompt's first word, the sink).
         final_resid: the residual stream entering the final norm.
+        final_mlp_out: the final layer's MLP output (``final_resid - final_mlp_out`` is the stream
+            after the final attention and before the final MLP, ``blocks.{L-1}.hook_resid_mid``
+            where the family has it; parallel-attention blocks have no such hook, the difference
+            is still "everything but the final MLP").
         answer_prob: probability of the answer's first token.
         answer_rank: its rank among all tokens (0 = argmax).
         pred: the argmax token.
@@ -48,6 +52,7 @@ class RecallActivations:
     attn_arg: Float[torch.Tensor, "n layer head"]
     attn_first: Float[torch.Tensor, "n layer head"]
     final_resid: Float[torch.Tensor, "n d_model"]
+    final_mlp_out: Float[torch.Tensor, "n d_model"]
     answer_prob: Float[torch.Tensor, "n"]
     answer_rank: Int[torch.Tensor, "n"]
     pred: Int[torch.Tensor, "n"]
@@ -57,11 +62,23 @@ class RecallActivations:
         """Whether the answer's first token is the argmax, per prompt."""
         return self.pred == torch.tensor(self.prompts.answer_ids)
 
+    @property
+    def final_mid(self) -> Float[torch.Tensor, "n d_model"]:
+        """The residual stream after the final layer's attention, before its MLP."""
+        return self.final_resid - self.final_mlp_out
+
     def layer_index(self, layer: int) -> int:
         """Position of ``layer`` in :attr:`layers`."""
         if layer not in self.layers:
             raise InterpError(f"layer {layer} was not captured (captured: {self.layers})")
         return self.layers.index(layer)
+
+    def only_layers(self, layers: Sequence[int]) -> "RecallActivations":
+        """The same prompts with the per-layer tensors cut to some captured layers."""
+        j = torch.tensor([self.layer_index(L) for L in layers], dtype=torch.long)
+        return RecallActivations(self.prompts, list(layers), self.resid_post[:, j], self.mlp_out[:, j], self.z[:, j],
+                                 self.attn_arg[:, j], self.attn_first[:, j], self.final_resid, self.final_mlp_out,
+                                 self.answer_prob, self.answer_rank, self.pred)
 
     def subset(self, rows: Sequence[int]) -> "RecallActivations":
         """The activations of some prompts only (the prompt set is subset too)."""
@@ -72,7 +89,7 @@ class RecallActivations:
                         [p.answer_ids[i] for i in rows], [p.arg_token_ids[i] for i in rows], dict(p.meta))
         return RecallActivations(sub, list(self.layers), self.resid_post[idx], self.mlp_out[idx], self.z[idx],
                                  self.attn_arg[idx], self.attn_first[idx], self.final_resid[idx],
-                                 self.answer_prob[idx], self.answer_rank[idx], self.pred[idx])
+                                 self.final_mlp_out[idx], self.answer_prob[idx], self.answer_rank[idx], self.pred[idx])
 
 
 def prefix_groups(prompts: PromptSet) -> list[list[int]]:
@@ -125,6 +142,7 @@ def collect_activations(
     attn_arg = torch.zeros(n, nl, H)
     attn_first = torch.zeros(n, nl, H)
     final = torch.zeros(n, model.d_model, dtype=torch.float32)
+    final_mlp = torch.zeros(n, model.d_model, dtype=torch.float32)
     prob = torch.zeros(n)
     rank = torch.zeros(n, dtype=torch.long)
     pred = torch.zeros(n, dtype=torch.long)
@@ -132,8 +150,10 @@ def collect_activations(
     for L in layers:
         hooks += [model.hook("resid_post", L), model.hook("mlp_out", L), model.hook("z", L), model.hook("pattern", L)]
     final_hook = model.hook("resid_post", last)
-    if final_hook not in hooks:
-        hooks.append(final_hook)
+    final_mlp_hook = model.hook("mlp_out", last)
+    for h in (final_hook, final_mlp_hook):
+        if h not in hooks:
+            hooks.append(h)
     for rows in prefix_groups(prompts):
         prefix, ids, _ = prompt_inputs(model, prompts, rows)
         cap = capture(model, ids, hooks=hooks, positions="last", prefix=prefix, logits=True, batch_size=batch_size,
@@ -148,10 +168,11 @@ def collect_activations(
             for r, i in enumerate(rows):
                 attn_arg[i, j] = pat[r][:, prompts.arg_positions[i]].sum(-1)
         final[idx] = cap.acts[final_hook].float()
+        final_mlp[idx] = cap.acts[final_mlp_hook].float()
         logp = torch.log_softmax(cap.logits.float(), dim=-1)
         ans = torch.tensor([prompts.answer_ids[i] for i in rows])
         a = logp.gather(1, ans[:, None])[:, 0]
         prob[idx] = a.exp()
         rank[idx] = (logp > a[:, None]).sum(-1)
         pred[idx] = logp.argmax(-1)
-    return RecallActivations(prompts, layers, resid, mlp, z, attn_arg, attn_first, final, prob, rank, pred)
+    return RecallActivations(prompts, layers, resid, mlp, z, attn_arg, attn_first, final, final_mlp, prob, rank, pred)

@@ -3,26 +3,31 @@
 For each head of the last layer(s), at the last position of the task prompts:
 
 * ``attn_first``: attention paid to position 0 (the attention sink: the BOS token where the model
-  prepends one, the prompt's first token otherwise, as for SmolLM2);
+  prepends one, the prompt's first token otherwise, as for SmolLM2); a head with a mean above
+  :data:`FIRST_POSITION` "attends mostly to the first position";
 * ``dla_answer``: direct logit attribution onto the correct answer (negative = suppresses it);
-* ``freq_corr``: Pearson correlation, over the vocabulary, between the logits the head's mean output
-  adds and the log token frequency (positive = it pushes towards frequent tokens).
+* ``freq_spearman`` / ``freq_pearson``: correlation between the logits ``l = W_U^T (w * o / s)``
+  that the head's mean output ``o`` adds (final norm frozen at its mean scale ``s``,
+  :mod:`interp.recall.attribution`) and the log token frequency ``log c_t``, over the tokens ``t``
+  with ``c_t > 0`` only (positive = it pushes towards frequent tokens). Spearman is the headline:
+  it does not assume the relation is linear and no handful of extreme tokens decides it.
 
-The same is reported for each final MLP and for the intercept of its decomposition
-(:mod:`interp.recall.mlp_decomposition`). Token frequency is either unigram counts over a given
-corpus or, when none is given, the model's own average next-token distribution over generic text
-(:func:`interp.corpus.generic_texts`).
+The same is reported for the summed output of the heads that attend mostly to the first position,
+for each final MLP's mean output and for the intercepts of its decomposition
+(:mod:`interp.recall.mlp_decomposition`). Token counts come from :func:`interp.frequency.token_frequency`
+(a real corpus by default; the model's own mean prediction only when asked).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float
+from scipy.stats import rankdata
 from tqdm.auto import tqdm
 
 from interp.capture import capture
@@ -68,35 +73,47 @@ def next_token_stats(
     return (mean / n_pos).float(), float(np.exp(nll / count)), count
 
 
-def token_log_frequency(
-    model: Model, texts: Sequence[str], source: str = "model", batch_size: int = 8
-) -> Float[torch.Tensor, "d_vocab"]:
-    """Log token frequency: unigram counts of ``texts`` (``source="corpus"``, add-one smoothed) or
-    the model's average next-token distribution over them (``source="model"``).
+def log_frequency(freq: Any) -> tuple[Float[torch.Tensor, "d_vocab"], torch.Tensor]:
+    """``log counts`` over the vocabulary and the mask of tokens that occur in the frequency source.
+
+    Args:
+        freq: an :class:`interp.frequency.TokenFrequency` (``.counts``, ``.occurs``).
     """
-    if source == "corpus":
-        counts = torch.ones(model.d_vocab, dtype=torch.float64)
-        for t in model.encode(list(texts), prepend_bos=False):
-            counts += torch.bincount(torch.tensor(t, dtype=torch.long), minlength=model.d_vocab)[: model.d_vocab].double()
-        return (counts / counts.sum()).log().float()
-    if source == "model":
-        mean, _, _ = next_token_stats(model, texts, batch_size)
-        return mean.clamp_min(1e-30).log()
-    raise InterpError(f"frequency source must be 'model' or 'corpus', not {source!r}")
+    counts = torch.as_tensor(freq.counts).double()
+    occurs = torch.as_tensor(freq.occurs).bool() & (counts > 0)
+    return counts.clamp_min(1e-300).log().float(), occurs
 
 
-def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double() - a.double().mean(), b.double() - b.double().mean()
-    den = float(a.norm() * b.norm())
-    return float((a * b).sum()) / den if den > 0 else float("nan")
+def frequency_correlation(logits: Float[torch.Tensor, "d_vocab"], freq: Any) -> tuple[float, float]:
+    """Spearman and Pearson correlation of a component's logits with log token frequency.
+
+    Both are taken over the tokens that occur in the frequency source only: tokens never seen share
+    one (undefined) frequency and would otherwise dominate the correlation.
+
+    Returns:
+        ``(spearman, pearson)``; NaN when fewer than 3 tokens occur or a side is constant.
+    """
+    lf, occ = log_frequency(freq)
+    n = min(len(logits), len(lf))
+    occ = occ[:n]
+    if int(occ.sum()) < 3:
+        return float("nan"), float("nan")
+    x = logits[:n][occ].double().numpy()
+    y = lf[:n][occ].double().numpy()
+    if np.std(x) == 0 or np.std(y) == 0:
+        return float("nan"), float("nan")
+    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1]), float(np.corrcoef(x, y)[0, 1])
+
+
+FIRST_POSITION = 0.5  # a head "attends mostly to the first position" above this mean attention
 
 
 def anti_overconfidence_table(
     model: Model,
     acts: RecallActivations,
-    log_freq: Float[torch.Tensor, "d_vocab"],
+    freq: Any,
     layers: Sequence[int],
-    intercepts: Optional[dict[int, Float[torch.Tensor, "d_model"]]] = None,
+    intercepts: Optional[dict[tuple[str, int], Float[torch.Tensor, "d_model"]]] = None,
     rows: Optional[Sequence[int]] = None,
 ) -> pd.DataFrame:
     """First-position attention, answer attribution and frequency correlation of final components.
@@ -104,14 +121,17 @@ def anti_overconfidence_table(
     Args:
         model: the model.
         acts: captured activations.
-        log_freq: log token frequency over the vocabulary.
+        freq: token frequency (:func:`interp.frequency.token_frequency`).
         layers: the last layer(s) to examine.
-        intercepts: layer -> the MLP decomposition's intercept (averaged over relations).
+        intercepts: ``(relation, layer)`` -> the MLP decomposition's intercept.
         rows: prompts to average over (default: all).
 
     Returns:
-        One row per component (``kind`` head / mlp / mlp_intercept) with ``layer``, ``name``,
-        ``attn_first``, ``dla_answer``, ``freq_corr``, ``output_norm``.
+        One row per component: ``kind`` is ``head``, ``first_position_heads`` (the summed output
+        of the layer's heads whose mean attention to position 0 exceeds :data:`FIRST_POSITION`),
+        ``mlp`` (the mean MLP output) or ``mlp_intercept`` (one per relation, and their mean as
+        relation ``"all"``); columns ``layer``, ``name``, ``relation``, ``attn_first``,
+        ``first_position``, ``dla_answer``, ``freq_spearman``, ``freq_pearson``, ``output_norm``.
     """
     rows = list(range(len(acts.prompts))) if rows is None else list(rows)
     sub = acts.subset(rows)
@@ -119,24 +139,35 @@ def anti_overconfidence_table(
     s = final_norm_linear(model).scale(sub.final_resid)
     s_mean = s.mean()
     heads = head_outputs(model, sub)
+    nan = float("nan")
     out = []
+
+    def row(kind: str, L: int, name: str, vec: torch.Tensor, dla: float, attn: float = nan, first: Any = None,
+            norm: float = nan, relation: str = "all") -> dict[str, Any]:
+        sp, pe = frequency_correlation(component_logits(model, vec, s_mean), freq)
+        return {"kind": kind, "layer": L, "name": name, "relation": relation, "attn_first": attn, "first_position": first,
+                "dla_answer": dla, "freq_spearman": sp, "freq_pearson": pe, "output_norm": norm}
+
     for L in layers:
         j = sub.layer_index(L)
         dla = direct_logit_attribution(model, heads[:, j], sub.final_resid, ans).mean(0)
+        attn = sub.attn_first[:, j].mean(0)
         for h in range(model.n_heads):
-            mo = heads[:, j, h].mean(0)
-            out.append({"kind": "head", "layer": L, "name": f"{L}.{h}", "attn_first": float(sub.attn_first[:, j, h].mean()),
-                        "dla_answer": float(dla[h]), "freq_corr": _corr(component_logits(model, mo, s_mean), log_freq),
-                        "output_norm": float(heads[:, j, h].norm(dim=-1).mean())})
+            out.append(row("head", L, f"{L}.{h}", heads[:, j, h].mean(0), float(dla[h]), float(attn[h]),
+                           bool(attn[h] > FIRST_POSITION), float(heads[:, j, h].norm(dim=-1).mean())))
+        first = [h for h in range(model.n_heads) if attn[h] > FIRST_POSITION]
+        if first:
+            summed = heads[:, j, first].sum(1)
+            out.append(row("first_position_heads", L, f"{L}.[{','.join(map(str, first))}]", summed.mean(0),
+                           float(dla[first].sum()), float(attn[first].mean()), True, float(summed.norm(dim=-1).mean())))
         mlp = sub.mlp_out[:, j].float()
-        out.append({"kind": "mlp", "layer": L, "name": f"mlp{L}", "attn_first": float("nan"),
-                    "dla_answer": float(direct_logit_attribution(model, mlp, sub.final_resid, ans).mean()),
-                    "freq_corr": _corr(component_logits(model, mlp.mean(0), s_mean), log_freq),
-                    "output_norm": float(mlp.norm(dim=-1).mean())})
-        if intercepts and L in intercepts:
-            b = intercepts[L].float()
-            dla_b = direct_logit_attribution(model, b.expand(len(sub.prompts), -1), sub.final_resid, ans).mean()
-            out.append({"kind": "mlp_intercept", "layer": L, "name": f"mlp{L} intercept", "attn_first": float("nan"),
-                        "dla_answer": float(dla_b), "freq_corr": _corr(component_logits(model, b, s_mean), log_freq),
-                        "output_norm": float(b.norm())})
+        out.append(row("mlp", L, f"mlp{L}", mlp.mean(0), float(direct_logit_attribution(model, mlp, sub.final_resid, ans).mean()),
+                       norm=float(mlp.norm(dim=-1).mean())))
+        mine = {r: b for (r, l2), b in (intercepts or {}).items() if l2 == L}
+        for rel, b in list(mine.items()) + ([("all", torch.stack(list(mine.values())).mean(0))] if mine else []):
+            idx = torch.tensor(sub.prompts.rows(rel)) if rel != "all" else torch.arange(len(sub.prompts))
+            if not len(idx):
+                continue
+            dla_b = direct_logit_attribution(model, b.float().expand(len(idx), -1), sub.final_resid[idx], ans[idx]).mean()
+            out.append(row("mlp_intercept", L, f"mlp{L} intercept", b.float(), float(dla_b), norm=float(b.norm()), relation=rel))
     return pd.DataFrame(out)

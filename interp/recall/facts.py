@@ -244,3 +244,43 @@ def build_prompts(
     if not ps.facts:
         raise InterpError("no prompts: the relation/fact/split selection is empty")
     return ps
+
+
+def independent_relations(
+    relations: Sequence[Relation],
+    facts: Sequence[dict[str, Any]],
+    max_facts: Optional[int] = None,
+) -> list[Relation]:
+    """Facts from another source (e.g. :func:`interp.countries.countryinfo_facts`) asked with the
+    packaged relations' templates and demonstrations.
+
+    A fact whose subject is one of the relation's packaged train facts or demonstrations is left out
+    (the mitigation is chosen on the train facts, so those would not be independent); duplicates
+    and relations the packaged data does not have are dropped. Facts keep the source's order and
+    are marked with split ``"independent"``.
+
+    Args:
+        relations: the packaged relations (:func:`load_relations`).
+        facts: dicts with ``relation``, ``subject``, ``answer``.
+        max_facts: keep at most this many per relation (the first ones).
+
+    Returns:
+        One :class:`Relation` per packaged relation that has independent facts.
+    """
+    out = []
+    for rel in relations:
+        seen = {f.subject.lower() for f in rel.facts if f.split == "train"} | {s.lower() for s, _ in rel.demos}
+        mine: list[Fact] = []
+        for f in facts:
+            if f.get("relation") != rel.name or not f.get("subject") or not f.get("answer"):
+                continue
+            subj, ans = str(f["subject"]).strip(), str(f["answer"]).strip()
+            if subj.lower() in seen:
+                continue
+            seen.add(subj.lower())
+            mine.append(Fact(rel.name, subj, ans, "independent", len(mine)))
+            if max_facts and len(mine) >= max_facts:
+                break
+        if mine:
+            out.append(Relation(rel.name, rel.domain, rel.template, list(rel.demos), mine))
+    return out

@@ -84,15 +84,19 @@ def argument_ablation_figure(draws: pd.DataFrame, base_prob: float, model_name: 
 
 def mlp_decomposition_figure(fits: pd.DataFrame, model_name: str) -> go.Figure:
     """Per relation and layer: R² of the activation part, and the intercept's answer percentile."""
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("R² (activation part)", "intercept: answer percentile in vocab",
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("R² in sample (solid) and held out (dotted)",
+                                                        "intercept: task AUC (own vs other tasks' answers)",
                                                         "mean coefficient α"), horizontal_spacing=0.08)
     for i, rel in enumerate(dict.fromkeys(fits["relation"])):
         g = fits[fits["relation"] == rel].sort_values("layer")
         c = _COLORS[i % len(_COLORS)]
         fig.add_trace(go.Scatter(x=g["layer"], y=g["r2"], mode="lines+markers", name=rel, legendgroup=rel,
                                  line=dict(color=c), marker=dict(size=4)), row=1, col=1)
-        fig.add_trace(go.Scatter(x=g["layer"], y=g["answer_percentile"], mode="lines+markers", name=rel, legendgroup=rel,
-                                 showlegend=False, line=dict(color=c), marker=dict(size=4)), row=1, col=2)
+        if "r2_cv" in g:
+            fig.add_trace(go.Scatter(x=g["layer"], y=g["r2_cv"], mode="lines", name=rel, legendgroup=rel, showlegend=False,
+                                     line=dict(color=c, dash="dot")), row=1, col=1)
+        fig.add_trace(go.Scatter(x=g["layer"], y=g["task_auc"] if "task_auc" in g else g["answer_percentile"], mode="lines+markers",
+                                 name=rel, legendgroup=rel, showlegend=False, line=dict(color=c), marker=dict(size=4)), row=1, col=2)
     agg = fits.groupby("layer")[["alpha_argument_mean", "alpha_other_mean"]].mean().reset_index()
     fig.add_trace(go.Scatter(x=agg["layer"], y=agg["alpha_argument_mean"], mode="lines+markers", name="argument heads (α)",
                              line=dict(color="#d62728", width=3)), row=1, col=3)
@@ -101,9 +105,9 @@ def mlp_decomposition_figure(fits: pd.DataFrame, model_name: str) -> go.Figure:
     for c in (1, 2, 3):
         fig.update_xaxes(title_text="MLP layer", row=1, col=c)
     fig.update_yaxes(title_text="R²", row=1, col=1)
-    fig.update_yaxes(title_text="percentile (1 = top token)", row=1, col=2)
+    fig.update_yaxes(title_text="AUC (0.5 = no task preference)", row=1, col=2)
     fig.update_yaxes(title_text="α (relations averaged)", row=1, col=3)
-    fig.update_layout(title=f"MLP = Σ α·head outputs (activation) + β (function application) — {model_name}",
+    fig.update_layout(title=f"MLP = Σ α·(head output − task mean) (activation) + β (function application) — {model_name}",
                       width=1400, height=560, legend=dict(font=dict(size=9)))
     return fig
 
@@ -111,25 +115,26 @@ def mlp_decomposition_figure(fits: pd.DataFrame, model_name: str) -> go.Figure:
 def anti_overconfidence_figure(table: pd.DataFrame, freq_source: str, model_name: str) -> go.Figure:
     """Final-layer components: attention to position 0 and frequency correlation vs answer attribution."""
     heads = table[table["kind"] == "head"]
-    other = table[table["kind"] != "head"]
+    other = table[(table["kind"] != "head") & (table["relation"] == "all")]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("heads: attention to first position vs DLA on answer",
-                                                        "logits-vs-log-frequency correlation vs DLA on answer"),
+                                                        "Spearman(component logits, log frequency) vs DLA on answer"),
                         horizontal_spacing=0.1)
     for i, L in enumerate(sorted(heads["layer"].unique())):
         g = heads[heads["layer"] == L]
         c = _COLORS[i % len(_COLORS)]
         fig.add_trace(go.Scatter(x=g["attn_first"], y=g["dla_answer"], mode="markers+text", text=g["name"], textposition="top center",
                                  name=f"layer {L} heads", legendgroup=f"L{L}", marker=dict(color=c, size=9)), row=1, col=1)
-        fig.add_trace(go.Scatter(x=g["freq_corr"], y=g["dla_answer"], mode="markers+text", text=g["name"], textposition="top center",
+        fig.add_trace(go.Scatter(x=g["freq_spearman"], y=g["dla_answer"], mode="markers+text", text=g["name"], textposition="top center",
                                  name=f"layer {L} heads", legendgroup=f"L{L}", showlegend=False, marker=dict(color=c, size=9)),
                       row=1, col=2)
     if len(other):
-        fig.add_trace(go.Scatter(x=other["freq_corr"], y=other["dla_answer"], mode="markers+text", text=other["name"],
-                                 textposition="bottom center", name="MLPs / intercepts",
+        fig.add_trace(go.Scatter(x=other["freq_spearman"], y=other["dla_answer"], mode="markers+text", text=other["name"],
+                                 textposition="bottom center", name="first-position heads (sum) / MLPs / intercepts",
                                  marker=dict(color="black", symbol="diamond", size=11)), row=1, col=2)
     fig.add_hline(y=0, line=dict(color="#bbb", dash="dot"))
+    fig.add_vline(x=0.5, line=dict(color="#bbb", dash="dot"), row=1, col=1)
     fig.update_xaxes(title_text="mean attention from last position to position 0", row=1, col=1)
-    fig.update_xaxes(title_text=f"Pearson r(component logits, log frequency [{freq_source}])", row=1, col=2)
+    fig.update_xaxes(title_text=f"Spearman over tokens that occur [{freq_source}]", row=1, col=2)
     fig.update_yaxes(title_text="mean DLA on correct answer (logits)", row=1, col=1)
     fig.update_yaxes(title_text="mean DLA on correct answer (logits)", row=1, col=2)
     fig.update_layout(title=f"Anti-overconfidence in the final layers — {model_name}<br><sup>zero-shot, known facts</sup>",
@@ -137,16 +142,22 @@ def anti_overconfidence_figure(table: pd.DataFrame, freq_source: str, model_name
     return fig
 
 
-def mitigation_figure(table: pd.DataFrame, heads: list[str], ppl: tuple[float, float], model_name: str) -> go.Figure:
-    """Test-fact accuracy and answer probability before and after ablating the chosen heads."""
+def mitigation_figure(table: pd.DataFrame, chosen: str, text_id: str, model_name: str) -> go.Figure:
+    """Accuracy and answer probability before and after each mitigation, on test and independent facts."""
     g = table[table["relation"] == "all"]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy (answer is argmax)", "mean P(answer)"))
+    x = [f"{f}<br>{s}" for f, s in dict.fromkeys(zip(g["facts"], g["shots"]))]
+    base = g.drop_duplicates(["facts", "shots"])
     for col, metric in ((1, "accuracy"), (2, "answer_prob")):
-        for name, suffix, color in (("before", "base", "#7f7f7f"), ("after ablation", "mitigated", "#2ca02c")):
-            fig.add_trace(go.Bar(x=g["shots"], y=g[f"{metric}_{suffix}"], name=name, marker_color=color, showlegend=col == 1,
-                                 text=[f"{v:.3f}" for v in g[f"{metric}_{suffix}"]], textposition="outside"), row=1, col=col)
-    fig.update_xaxes(title_text="prompt form (test facts)")
-    fig.update_layout(barmode="group", width=1100, height=560,
-                      title=f"Ablating final-layer suppressor heads {', '.join(heads) or '(none chosen)'} — {model_name}<br>"
-                            f"<sup>heads chosen on train facts; generic-text perplexity {ppl[0]:.2f} → {ppl[1]:.2f}</sup>")
+        fig.add_trace(go.Bar(x=x, y=base[f"{metric}_base"], name="before", marker_color="#7f7f7f", showlegend=col == 1,
+                             text=[f"{v:.3f}" for v in base[f"{metric}_base"]], textposition="outside"), row=1, col=col)
+        for i, (m, gm) in enumerate(g.groupby("method", sort=False)):
+            ppl = f" (ppl {gm['ppl_base'].iloc[0]:.2f} → {gm['ppl_mitigated'].iloc[0]:.2f})" if "ppl_mitigated" in gm else ""
+            fig.add_trace(go.Bar(x=[f"{f}<br>{s}" for f, s in zip(gm["facts"], gm["shots"])], y=gm[f"{metric}_mitigated"],
+                                 name=f"{m}{ppl}", marker_color=_COLORS[(i + 2) % len(_COLORS)], showlegend=col == 1,
+                                 text=[f"{v:.3f}" for v in gm[f"{metric}_mitigated"]], textposition="outside"), row=1, col=col)
+    fig.update_xaxes(title_text="facts and prompt form")
+    fig.update_layout(barmode="group", width=1300, height=600,
+                      title=f"Mitigation (chosen on train facts: {chosen}) — {model_name}<br>"
+                            f"<sup>test facts and independent country facts; perplexity on held-out {text_id} text</sup>")
     return fig

@@ -1,13 +1,18 @@
-"""Layer-wise answer probability and rank (logit lens with the final norm).
+"""Layer-wise answer probability and rank (logit lens with the final norm), with the final layer split.
 
-The residual stream after layer ``l`` at the last position is read out as the model reads its last
-layer, ``softmax(W_U^T ln_final(x_l) + b_U)``. Where the answer's probability peaks and how much of
-it the last layers take away is the paper's first observation (the anti-overconfidence drop).
+The residual stream ``x`` at the last position is read out as the model reads its last layer,
+``softmax(W_U^T ln_final(x) + b_U)``, after every layer (``hook_resid_post``) and once more inside
+the final layer ``L-1``, after its attention and before its MLP (``blocks.{L-1}.hook_resid_mid``,
+``x_mid = x_{L-1} - mlp_{L-1}``; reported at layer ``L - 1.5``). Where the answer's probability
+peaks and how much of it the last layers take away is the paper's first observation (the
+anti-overconfidence drop); the split says whether the final attention or the final MLP takes it.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Optional, Sequence
+
 import pandas as pd
 import torch
 from jaxtyping import Float
@@ -15,6 +20,23 @@ from tqdm.auto import tqdm
 
 from interp.model import Model
 from interp.recall.activations import RecallActivations
+
+
+def readout_answer(
+    model: Model, resid: Float[torch.Tensor, "m d_model"], answer_ids: torch.Tensor, chunk: int = 256
+) -> tuple[Float[torch.Tensor, "m"], Float[torch.Tensor, "m"]]:
+    """Logit-lens probability and rank (0 = argmax) of one answer token per residual vector."""
+    m = len(resid)
+    probs, ranks = torch.zeros(m), torch.zeros(m)
+    with torch.no_grad():
+        for a in tqdm(range(0, m, chunk), desc="logit lens", disable=m <= 4 * chunk or os.environ.get("INTERP_PROGRESS", "1") == "0",
+                      unit="chunk"):
+            x = resid[a : a + chunk].to(model.device, model.dtype)
+            logp = torch.log_softmax(model.unembed(x).float(), -1).cpu()
+            t = logp.gather(1, answer_ids[a : a + chunk, None])
+            probs[a : a + chunk] = t[:, 0].exp()
+            ranks[a : a + chunk] = (logp > t).sum(-1).float()
+    return probs, ranks
 
 
 def answer_prob_by_layer(
@@ -31,53 +53,81 @@ def answer_prob_by_layer(
         ``(prob, rank)``, each ``[n, layer]``.
     """
     n, nl, d = acts.resid_post.shape
-    flat = acts.resid_post.reshape(n * nl, d)
     ans = torch.tensor(acts.prompts.answer_ids).repeat_interleave(nl)
-    probs = torch.zeros(n * nl)
-    ranks = torch.zeros(n * nl)
-    with torch.no_grad():
-        for a in tqdm(range(0, n * nl, chunk), desc="logit lens", disable=n * nl <= 4 * chunk or os.environ.get("INTERP_PROGRESS", "1") == "0", unit="chunk"):
-            x = flat[a : a + chunk].to(model.device, model.dtype)
-            logp = torch.log_softmax(model.unembed(x).float(), -1).cpu()
-            t = logp.gather(1, ans[a : a + chunk, None])
-            probs[a : a + chunk] = t[:, 0].exp()
-            ranks[a : a + chunk] = (logp > t).sum(-1).float()
+    probs, ranks = readout_answer(model, acts.resid_post.reshape(n * nl, d), ans, chunk)
     return probs.reshape(n, nl), ranks.reshape(n, nl)
 
 
-def logit_lens_table(model: Model, acts: RecallActivations, rows: list[int] | None = None) -> pd.DataFrame:
-    """Mean answer probability, median rank and accuracy per relation and layer.
+def answer_prob_after_final_attention(model: Model, acts: RecallActivations) -> tuple[Float[torch.Tensor, "n"], Float[torch.Tensor, "n"]]:
+    """Logit-lens probability and rank of the answer from ``blocks.{L-1}.hook_resid_mid``."""
+    return readout_answer(model, acts.final_mid, torch.tensor(acts.prompts.answer_ids))
+
+
+def logit_lens_table(model: Model, acts: RecallActivations, rows: Optional[Sequence[int]] = None,
+                     subsets: Optional[dict[str, Sequence[int]]] = None) -> pd.DataFrame:
+    """Mean answer probability, median rank and accuracy per fact subset, relation and read-out point.
 
     Args:
         model: the model.
         acts: captured activations.
-        rows: prompts to include (default: all).
+        rows: prompts to include (default: all), one subset labelled ``"analysed"``.
+        subsets: label -> prompt rows (e.g. ``{"all": ..., "known": ...}``); overrides ``rows``.
 
     Returns:
-        One row per (relation, layer) with ``shots``, ``layer``, ``answer_prob``, ``answer_rank_median``,
-        ``top1`` and ``n``; relation ``"all"`` pools every relation.
+        One row per (facts, relation, layer) with ``shots``, ``layer`` (``L - 1.5`` for the point
+        after the final attention), ``point`` (``resid_post`` / ``resid_mid``), ``answer_prob``,
+        ``answer_rank_median``, ``top1`` and ``n``; relation ``"all"`` pools every relation.
     """
-    rows = list(range(len(acts.prompts))) if rows is None else list(rows)
-    sub = acts.subset(rows)
-    prob, rank = answer_prob_by_layer(model, sub)
-    rels = [f.relation for f in sub.prompts.facts]
+    if subsets is None:
+        subsets = {"analysed": list(range(len(acts.prompts))) if rows is None else list(rows)}
+    prob, rank = answer_prob_by_layer(model, acts)
+    last = model.n_layers - 1
+    if last in acts.layers:
+        mp, mr = answer_prob_after_final_attention(model, acts)
+        j = acts.layers.index(last)
+        prob = torch.cat([prob[:, :j], mp[:, None], prob[:, j:]], 1)
+        rank = torch.cat([rank[:, :j], mr[:, None], rank[:, j:]], 1)
+        points = [(L, "resid_post") for L in acts.layers[:j]] + [(last - 0.5, "resid_mid")] + [(L, "resid_post") for L in acts.layers[j:]]
+    else:
+        points = [(L, "resid_post") for L in acts.layers]
+    rels = [f.relation for f in acts.prompts.facts]
     out = []
-    for rel in ["all"] + sub.prompts.relations:
-        idx = torch.tensor([i for i, r in enumerate(rels) if rel == "all" or r == rel])
-        for j, L in enumerate(sub.layers):
-            out.append({"relation": rel, "shots": sub.prompts.shots, "layer": L,
-                        "answer_prob": float(prob[idx, j].mean()), "answer_rank_median": float(rank[idx, j].median()),
-                        "top1": float((rank[idx, j] == 0).float().mean()), "n": len(idx)})
+    for label, sub_rows in subsets.items():
+        sub_rows = list(sub_rows)
+        for rel in ["all"] + acts.prompts.relations:
+            idx = torch.tensor([i for i in sub_rows if rel == "all" or rels[i] == rel], dtype=torch.long)
+            if not len(idx):
+                continue
+            for j, (L, point) in enumerate(points):
+                out.append({"facts": label, "relation": rel, "shots": acts.prompts.shots, "layer": L, "point": point,
+                            "answer_prob": float(prob[idx, j].mean()), "answer_rank_median": float(rank[idx, j].median()),
+                            "top1": float((rank[idx, j] == 0).float().mean()), "n": len(idx)})
     return pd.DataFrame(out)
 
 
 def final_drop(table: pd.DataFrame) -> pd.DataFrame:
-    """Per relation and shot form: peak logit-lens answer probability, its layer, and the final value."""
+    """Per fact subset, relation and shot form: peak logit-lens answer probability, its layer, the
+    final value, and the final layer split into its attention and MLP steps.
+
+    Columns ``prob_before_final_layer`` (after layer ``L-2``), ``prob_after_final_attention``
+    (``resid_mid``), ``final_prob``; ``final_attention_change`` and ``final_mlp_change`` are the
+    differences between consecutive points.
+    """
     rows = []
-    for (rel, shots), g in table.groupby(["relation", "shots"], sort=False):
+    keys = [k for k in ("facts", "relation", "shots") if k in table.columns]
+    for key, g in table.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
         g = g.sort_values("layer")
         peak = g.loc[g["answer_prob"].idxmax()]
         fin = g.iloc[-1]
-        rows.append({"relation": rel, "shots": shots, "peak_layer": int(peak["layer"]), "peak_prob": float(peak["answer_prob"]),
-                     "final_prob": float(fin["answer_prob"]), "drop": float(peak["answer_prob"] - fin["answer_prob"])})
+        r = dict(zip(keys, key))
+        r.update({"peak_layer": float(peak["layer"]), "peak_prob": float(peak["answer_prob"]),
+                  "final_prob": float(fin["answer_prob"]), "drop": float(peak["answer_prob"] - fin["answer_prob"])})
+        if "point" in g.columns and (g["point"] == "resid_mid").any():
+            mid = float(g.loc[g["point"] == "resid_mid", "answer_prob"].iloc[0])
+            post = g[g["point"] == "resid_post"]
+            before = float(post["answer_prob"].iloc[-2]) if len(post) >= 2 else float("nan")
+            r.update({"prob_before_final_layer": before, "prob_after_final_attention": mid,
+                      "final_attention_change": mid - before, "final_mlp_change": float(fin["answer_prob"]) - mid})
+        rows.append(r)
     return pd.DataFrame(rows)

@@ -1,20 +1,43 @@
-"""Mitigating the final-layer suppression: choose suppressor heads on train facts, test on held-out.
+"""Mitigating the final-layer suppression, chosen on train facts and measured on facts never seen.
 
-Removing final-layer heads changes the last position's stream by ``x' = x - sum_h (1 - a) o_h``
-(rescaling by ``a``; ``a = 0`` is zero ablation) or ``x' = x - sum_h (o_h - mean_h)`` (mean
-ablation) on the direct path; the final MLP also reads those heads (except in parallel-attention
-blocks, GPT-J and NeoX, where the estimate is exact), so :func:`ablated_readout` is a cheap
-*direct-path estimate* from one capture. :func:`select_suppressor_heads` ranks the final-layer heads
-with a negative direct attribution on the answer by that estimate, then adds them greedily, each
-step measured by a real hooked forward pass on the train facts, while the train metric (mean answer
-probability, or accuracy) rises. The chosen heads are then ablated (hooks,
-:mod:`interp.recall.ablation`) on the test facts, zero- and few-shot, and on generic text for the
-perplexity cost.
+Two interventions that follow from the interpretation, and both together:
+
+(a) **heads**: the final-layer heads that suppress the answer are removed or rescaled. Removing them
+changes the last position's stream by ``x' = x - sum_h (1 - a) o_h`` (rescaling by ``a``; ``a = 0``
+is zero ablation) or ``x' = x - sum_h (o_h - mean_h)`` (mean ablation) on the direct path; the final
+MLP also reads those heads (except in parallel-attention blocks, GPT-J and NeoX, where the estimate
+is exact), so :func:`ablated_readout` is a cheap *direct-path estimate* from one capture.
+:func:`select_suppressor_heads` ranks the final-layer heads with a negative direct attribution on
+the answer by that estimate, then adds them greedily, each step measured by a real hooked forward
+pass on the train facts, while the train metric (mean answer probability, or accuracy) rises.
+
+(b) **frequency**: the component of the final MLP's output along the residual direction whose
+logits follow token frequency is removed. With the final norm's gain ``w`` (scale frozen), token
+``t``'s logit from a residual vector ``u`` is ``(w * u) . W_U[:, t]``; the frequency direction is
+the least-squares solution over the tokens that occur (``c_t > 0``)
+
+.. math::
+
+    u^* = \arg\min_u \sum_{t: c_t > 0} \big((w \odot u)^\top W_U[:, t] - (\log c_t - \overline{\log c})\big)^2,
+    \qquad d = u^* / \lVert u^* \rVert,
+
+(:func:`frequency_direction`) and the final MLP output becomes ``m' = m - gamma (m . d) d`` at every
+position (``gamma = 1`` projects it out, ``gamma < 0`` amplifies it; the factor is chosen on the
+train facts, where :func:`projected_readout` computes its effect exactly from one capture).
+
+:func:`choose_mitigation` measures each candidate on the train facts (zero- and few-shot pooled) and
+picks the one with the highest mean answer probability that loses no train accuracy and costs at
+most :data:`MAX_PPL_COST` perplexity on training text; "none" when nothing qualifies. The heads are
+themselves chosen greedily under the same no-accuracy-loss rule.
+:func:`mitigate` applies the choice as a context manager (the same choice ``interp
+ablate-final-heads`` reports); :func:`mitigation_table` measures it on test and independent facts.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -23,9 +46,12 @@ from jaxtyping import Float
 from interp.capture import capture
 from interp.errors import InterpError
 from interp.model import Model
-from interp.recall.ablation import Head, ablate_heads, head_name
-from interp.recall.activations import RecallActivations, prefix_groups, prompt_inputs
-from interp.recall.attribution import direct_logit_attribution
+from interp.recall import sources
+from interp.recall.ablation import Head, ablate_heads, ablation_hooks, head_name
+from interp.recall.activations import RecallActivations, collect_activations, prefix_groups, prompt_inputs
+from interp.recall.anti_overconfidence import log_frequency, next_token_stats
+from interp.recall.attribution import direct_logit_attribution, final_norm_linear
+from interp.recall.facts import build_prompts, load_relations
 
 
 def ablated_readout(
@@ -94,6 +120,7 @@ def select_suppressor_heads(
     metric: str = "answer_prob",
     min_gain: float = 1e-3,
     batch_size: int = 32,
+    keep_accuracy: bool = False,
 ) -> tuple[list[Head], pd.DataFrame]:
     """Greedily choose final-layer heads whose ablation raises recall on the train facts.
 
@@ -111,6 +138,8 @@ def select_suppressor_heads(
             answer probability; coarse on few facts).
         min_gain: smallest rise of the metric that keeps a head.
         batch_size: prompts per forward pass.
+        keep_accuracy: with ``answer_prob``, also keep a head only if train accuracy stays at least
+            the unablated model's.
 
     Returns:
         ``(heads, trace)``: the chosen heads and one row per step (estimate or measured).
@@ -126,7 +155,7 @@ def select_suppressor_heads(
     def better(new: tuple[float, float], old: tuple[float, float]) -> bool:
         if metric == "accuracy":
             return new[0] > old[0] + min_gain or (new[0] >= old[0] and new[1] > old[1] + min_gain)
-        return new[1] > old[1] + min_gain
+        return new[1] > old[1] + min_gain and (not keep_accuracy or new[0] >= base[0])
 
     def pool(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
         n = sum(len(p) for p, _ in parts)
@@ -191,46 +220,339 @@ def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32,
     return prob, ok
 
 
-def mitigation_table(
+MAX_PPL_COST = 0.02  # largest relative perplexity rise a chosen mitigation may cost on training text
+HEAD_SCALES = (0.5, 0.25, 0.75)  # factors tried on the chosen heads' outputs instead of removing them
+GAMMAS = (-1.0, -0.5, 0.25, 0.5, 0.75, 1.0)  # factors tried for the frequency projection (1 = project out, < 0 amplifies)
+METHODS = ("auto", "heads", "frequency", "both", "none")
+
+
+def frequency_direction(model: Model, freq: Any, chunk: int = 16384) -> Float[torch.Tensor, "d_model"]:
+    """The unit residual direction whose logits best follow log token frequency (module docstring).
+
+    Args:
+        model: the model (final-norm gain and unembedding).
+        freq: token frequency (:func:`interp.frequency.token_frequency`).
+        chunk: tokens read from ``W_U`` at once (the normal equations are accumulated).
+
+    Returns:
+        ``d``, with ``|d| = 1`` (for LayerNorm models it has no mean component).
+    """
+    lf, occ = log_frequency(freq)
+    fn = final_norm_linear(model)
+    W = model.W_U.detach()
+    ids = torch.nonzero(occ[: W.shape[1]]).flatten()
+    if len(ids) < 2:
+        raise InterpError("the frequency direction needs at least 2 tokens that occur")
+    y = lf[ids].double()
+    y = y - y.mean()
+    d = model.d_model
+    mean_col = torch.zeros(d, dtype=torch.float64)
+    for a in range(0, len(ids), chunk):
+        mean_col += W[:, ids[a : a + chunk].to(W.device)].double().cpu().sum(1)
+    mean_col /= len(ids)
+    A = torch.zeros(d, d, dtype=torch.float64)
+    b = torch.zeros(d, dtype=torch.float64)
+    w = fn.w.double()
+    for a in range(0, len(ids), chunk):
+        Wc = ((W[:, ids[a : a + chunk].to(W.device)].double().cpu() - mean_col[:, None]) * w[:, None]).float()
+        A += (Wc @ Wc.T).double()
+        b += (Wc @ y[a : a + chunk].float()).double()
+    u = torch.linalg.solve(A + 1e-6 * float(torch.diagonal(A).mean()) * torch.eye(d, dtype=A.dtype), b)
+    if fn.centre:
+        u = u - u.mean()
+    return (u / u.norm()).float()
+
+
+def projected_readout(model: Model, acts: RecallActivations, direction: Float[torch.Tensor, "d_model"], gamma: float,
+                      chunk: int = 128) -> tuple[Float[torch.Tensor, "n"], torch.Tensor]:
+    """Answer probability and correctness with the final MLP output's frequency component scaled by
+    ``1 - gamma``, computed from one capture. Exact: the final MLP output is the last write into the
+    residual stream before the final norm.
+    """
+    d = direction.float()
+    x = acts.final_resid - gamma * (acts.final_mlp_out @ d)[:, None] * d
+    ans = torch.tensor(acts.prompts.answer_ids)
+    prob = torch.zeros(len(x))
+    pred = torch.zeros(len(x), dtype=torch.long)
+    with torch.no_grad():
+        for a in range(0, len(x), chunk):
+            lg = model.unembed(x[a : a + chunk].to(model.device, model.dtype)).float().cpu()
+            prob[a : a + chunk] = torch.softmax(lg, -1).gather(1, ans[a : a + chunk, None])[:, 0]
+            pred[a : a + chunk] = lg.argmax(-1)
+    return prob, pred == ans
+
+
+def frequency_projection_hooks(model: Model, direction: Float[torch.Tensor, "d_model"], gamma: float = 1.0) -> list[tuple[str, Any]]:
+    """Hooks that replace the final MLP output ``m`` by ``m - gamma (m . d) d`` at every position."""
+    last = model.n_layers - 1
+    dvec = direction.float()
+
+    def fn(x, hook):
+        dd = dvec.to(x.device, x.dtype)
+        return x - gamma * (x @ dd)[..., None] * dd
+
+    return [(model.hook("mlp_out", last), fn)]
+
+
+@dataclass
+class Mitigation:
+    """One mitigation: which heads are removed or rescaled and how much frequency component is removed.
+
+    Attributes:
+        method: ``none``, ``heads``, ``frequency`` or ``both``.
+        heads: final-layer heads ablated (``heads``/``both``).
+        mode, scale, means: the head ablation (:func:`interp.recall.ablation.ablate_heads`).
+        direction: the frequency direction (``frequency``/``both``).
+        gamma: the factor of the frequency projection.
+    """
+
+    method: str = "none"
+    heads: list[Head] = field(default_factory=list)
+    mode: str = "zero"
+    scale: float = 0.0
+    means: Optional[torch.Tensor] = None
+    direction: Optional[torch.Tensor] = None
+    gamma: float = 0.0
+
+    def hooks(self, model: Model) -> list[tuple[str, Any]]:
+        """The forward hooks that apply it."""
+        out: list[tuple[str, Any]] = []
+        if self.heads:
+            m = {model.n_layers - 1: self.means} if self.mode == "mean" else None
+            out += ablation_hooks(model, self.heads, self.mode, m, self.scale)
+        if self.direction is not None and self.gamma:
+            out += frequency_projection_hooks(model, self.direction, self.gamma)
+        return out
+
+    def describe(self) -> str:
+        """One line: the method, its heads and factor (``none`` for no change)."""
+        parts = []
+        if self.heads:
+            how = f"x{self.scale:g}" if self.mode == "scale" else f"{self.mode}-ablated"
+            parts.append(f"heads {', '.join(map(head_name, self.heads))} {how}")
+        if self.direction is not None and self.gamma:
+            parts.append(f"final-MLP frequency component x{1 - self.gamma:g}")
+        return f"{self.method}: {' + '.join(parts)}" if parts else "none"
+
+
+def _pool(parts: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+    n = sum(len(p) for p, _ in parts)
+    return sum(float(c.float().sum()) for _, c in parts) / n, sum(float(p.sum()) for p, _ in parts) / n
+
+
+def measure_mitigation(model: Model, acts: Sequence[RecallActivations], mit: Mitigation, batch_size: int = 32) -> tuple[float, float]:
+    """Pooled ``(accuracy, mean answer probability)`` over prompt sets with ``mit`` applied."""
+    if mit.method == "none":
+        return _pool([(a.answer_prob, a.correct) for a in acts])
+    with model.hooks(mit.hooks(model)):
+        return _pool([evaluate_recall(model, a, batch_size, desc=f"train {mit.method}") for a in acts])
+
+
+def perplexity(model: Model, texts: Sequence[str], mit: Optional[Mitigation] = None, max_tokens: int = 256) -> float:
+    """Perplexity of ``texts`` with ``mit`` applied (none: the model as it is)."""
+    if mit is None or mit.method == "none":
+        return next_token_stats(model, texts, max_tokens=max_tokens)[1]
+    with model.hooks(mit.hooks(model)):
+        return next_token_stats(model, texts, max_tokens=max_tokens)[1]
+
+
+def choose_mitigation(
     model: Model,
-    test: dict[str, RecallActivations],
-    heads: Sequence[Head],
+    train: Sequence[RecallActivations],
+    freq: Any = None,
+    texts: Sequence[str] = (),
+    method: str = "auto",
     mode: str = "zero",
     scale: float = 0.0,
     means: Optional[torch.Tensor] = None,
+    max_heads: Optional[int] = None,
+    metric: str = "answer_prob",
+    gammas: Sequence[float] = GAMMAS,
+    head_scales: Sequence[float] = HEAD_SCALES,
+    max_ppl_cost: float = MAX_PPL_COST,
+    min_gain: float = 1e-3,
     batch_size: int = 32,
-) -> pd.DataFrame:
-    """Accuracy and mean answer probability before and after the ablation, per shot form and relation.
+) -> tuple[Mitigation, dict[str, Mitigation], pd.DataFrame]:
+    """Choose the mitigation on train facts (module docstring).
 
-    The "after" numbers come from a real hooked forward pass; ``direct_path_prob_mitigated`` is the
-    direct-path estimate (:func:`ablated_readout`), which leaves out the final MLP's response.
+    Candidates: the greedy heads (:func:`select_suppressor_heads`), removed or rescaled by each of
+    ``head_scales``; the frequency factor with the highest train answer probability; the removed
+    heads and that factor together. The choice (``method="auto"``, or the one named) is the
+    candidate with the highest train answer probability that rises by more than ``min_gain``,
+    loses no train accuracy and costs at most ``max_ppl_cost`` perplexity on ``texts``; the
+    returned ``candidates`` hold, per method, the chosen setting or else the first one.
 
     Args:
         model: the model.
-        test: shot-form label -> activations of the test-fact prompts.
-        heads: the heads to ablate.
-        mode, scale, means: the ablation.
+        train: activations of train-fact prompts (zero- and few-shot; the last layer captured).
+        freq: token frequency, for the frequency direction (None: no frequency candidates).
+        texts: training text for the perplexity constraint (empty: not checked).
+        method: ``auto`` (best candidate), ``heads``, ``frequency``, ``both`` or ``none``.
+        mode, scale, means, max_heads, metric: the head candidate (:func:`select_suppressor_heads`).
+        gammas: factors tried for the frequency projection.
+        head_scales: factors tried on the chosen heads instead of zero ablation (``mode="zero"``).
+        max_ppl_cost: the largest relative perplexity rise allowed on ``texts``.
+        min_gain: smallest rise of train answer probability that counts.
         batch_size: prompts per forward pass.
 
     Returns:
-        One row per (shots, relation) (relation ``"all"`` pools them).
+        ``(chosen, candidates, trace)``: the chosen :class:`Mitigation`, every candidate by
+        method name, and one row per measured candidate (train accuracy, answer probability,
+        perplexity cost, chosen).
     """
-    m = {model.n_layers - 1: means} if mode == "mean" else None
-    rows = []
-    for label, acts in test.items():
+    if method not in METHODS:
+        raise InterpError(f"mitigation method must be one of {', '.join(METHODS)}, not {method!r}")
+    base = _pool([(a.answer_prob, a.correct) for a in train])
+    rows: list[dict[str, Any]] = [{"method": "none", "setting": "", "accuracy": base[0], "answer_prob": base[1]}]
+    cands: dict[str, Mitigation] = {"none": Mitigation()}
+    variants: list[tuple[Mitigation, tuple[float, float]]] = []
+    if method in ("auto", "heads", "both"):
+        heads, steps = select_suppressor_heads(model, train, max_heads, mode, scale, means, metric, min_gain, batch_size)
+        for r in steps[steps["step"] != "base"].itertuples():
+            rows.append({"method": f"heads ({r.step})", "setting": r.heads, "accuracy": r.accuracy, "answer_prob": r.answer_prob})
         if heads:
-            with ablate_heads(model, heads, mode=mode, means=m, scale=scale):
-                after_p, after_ok = evaluate_recall(model, acts, batch_size, desc=f"ablated {label}")
-            pred_p, _ = ablated_readout(model, acts, heads, mode, scale, means)
+            cands["heads"] = Mitigation("heads", heads, mode, scale, means)
+            kept = steps[(steps["step"] == "measured") & steps["kept"]].iloc[-1]
+            variants.append((cands["heads"], (float(kept["accuracy"]), float(kept["answer_prob"]))))
+            if mode == "zero":  # rescaling instead of removing: a smaller change, a smaller perplexity cost
+                for a in head_scales:
+                    v = Mitigation("heads", heads, "scale", a)
+                    variants.append((v, measure_mitigation(model, train, v, batch_size)))
+    if method in ("auto", "frequency", "both") and freq is not None:
+        d = frequency_direction(model, freq)
+        scored = []
+        for g in gammas:
+            s = _pool([projected_readout(model, a, d, g) for a in train])
+            rows.append({"method": "frequency (candidate)", "setting": f"gamma {g:g}", "accuracy": s[0], "answer_prob": s[1]})
+            scored.append((s[1], g, s))
+        _, g, s = max(scored)
+        cands["frequency"] = Mitigation("frequency", direction=d, gamma=g)
+        variants.append((cands["frequency"], s))
+    if "heads" in cands and "frequency" in cands:
+        h, f = cands["heads"], cands["frequency"]
+        cands["both"] = Mitigation("both", h.heads, h.mode, h.scale, h.means, f.direction, f.gamma)
+        variants.append((cands["both"], measure_mitigation(model, train, cands["both"], batch_size)))
+    first = len(rows)
+    rows += [{"method": v.method, "setting": v.describe(), "accuracy": sc[0], "answer_prob": sc[1]} for v, sc in variants]
+    trace = pd.DataFrame(rows)
+    ppl0 = perplexity(model, texts) if texts else float("nan")
+    trace["ppl_cost"] = float("nan")
+    trace["chosen"] = False
+    chosen, where = cands["none"], 0
+    for k in sorted(range(len(variants)), key=lambda k: -variants[k][1][1]):
+        v, sc = variants[k]
+        if (method != "auto" and v.method != method) or sc[0] < base[0] or sc[1] <= base[1] + min_gain:
+            continue
+        cost = perplexity(model, texts, v) / ppl0 - 1.0 if texts else float("nan")
+        trace.loc[first + k, "ppl_cost"] = cost
+        if not texts or cost <= max_ppl_cost:
+            chosen, where = v, first + k
+            cands[v.method] = v
+            break
+    trace.loc[where, "chosen"] = True
+    return chosen, cands, trace
+
+
+def mitigation_table(
+    model: Model,
+    sets: dict[tuple[str, str], RecallActivations],
+    mit: Mitigation,
+    batch_size: int = 32,
+) -> pd.DataFrame:
+    """Accuracy and mean answer probability before and after a mitigation, per fact set, shot form
+    and relation (real hooked forward passes; the frequency projection alone is read out exactly
+    from the capture, :func:`projected_readout`).
+
+    Args:
+        model: the model.
+        sets: ``(facts, shots)`` label -> activations of those prompts (e.g. ``("test", "zero-shot")``).
+        mit: the mitigation.
+        batch_size: prompts per forward pass.
+
+    Returns:
+        One row per (facts, shots, relation) (relation ``"all"`` pools them), with ``method``.
+    """
+    rows = []
+    for (facts, label), acts in sets.items():
+        if mit.method == "frequency":  # exact from the capture (see projected_readout)
+            after_p, after_ok = projected_readout(model, acts, mit.direction, mit.gamma)
+        elif mit.method != "none":
+            with model.hooks(mit.hooks(model)):
+                after_p, after_ok = evaluate_recall(model, acts, batch_size, desc=f"{mit.method} {facts} {label}")
         else:
-            after_p, after_ok, pred_p = acts.answer_prob, acts.correct, acts.answer_prob
+            after_p, after_ok = acts.answer_prob, acts.correct
         rels = [f.relation for f in acts.prompts.facts]
         for rel in ["all"] + acts.prompts.relations:
             idx = torch.tensor([i for i, r in enumerate(rels) if rel == "all" or r == rel])
-            rows.append({"shots": label, "relation": rel, "n": len(idx),
+            rows.append({"method": mit.method, "facts": facts, "shots": label, "relation": rel, "n": len(idx),
                          "accuracy_base": float(acts.correct[idx].float().mean()),
                          "accuracy_mitigated": float(after_ok[idx].float().mean()),
                          "answer_prob_base": float(acts.answer_prob[idx].mean()),
-                         "answer_prob_mitigated": float(after_p[idx].mean()),
-                         "direct_path_prob_mitigated": float(pred_p[idx].mean())})
+                         "answer_prob_mitigated": float(after_p[idx].mean())})
     return pd.DataFrame(rows)
+
+
+def train_activations(model: Model, quick: bool = True, shots: int = 3, relations: Optional[Sequence[str]] = None,
+                      batch_size: int = 32) -> list[RecallActivations]:
+    """Zero- and few-shot train-fact prompts of the packaged facts, last layer captured (quick: the
+    first 24 facts per relation and the canonical template, the train facts of ``interp run recall
+    --quick``, so both choose alike; otherwise all facts, 3 templates)."""
+    rels = load_relations(relations)
+    templates, max_facts = ([0], 24) if quick else ([0, 1, 2], None)
+    with torch.no_grad():
+        return [collect_activations(model, build_prompts(model, rels, shots=s, templates=templates, max_facts=max_facts, split="train"),
+                                    layers=[model.n_layers - 1], batch_size=batch_size) for s in (0, shots)]
+
+
+_CHOICES: dict[tuple[Any, ...], Mitigation] = {}
+
+
+def auto_mitigation(model: Model, method: str = "auto", quick: bool = True, shots: int = 3,
+                    relations: Optional[Sequence[str]] = None, frequency_source: str = "wikipedia",
+                    selection_texts: int = 8) -> Mitigation:
+    """The mitigation chosen on the packaged train facts (remembered per model and arguments).
+
+    Args:
+        model: the model.
+        method: ``auto``, ``heads``, ``frequency``, ``both`` or ``none`` (see :func:`choose_mitigation`).
+        quick: fewer train facts (see :func:`train_activations`).
+        shots: demonstrations in the few-shot form.
+        relations: relation names (default: all).
+        frequency_source: :func:`interp.frequency.token_frequency` source for the frequency direction.
+        selection_texts: Wikipedia train-split paragraphs for the perplexity constraint.
+
+    Returns:
+        The chosen :class:`Mitigation`.
+    """
+    key = (id(model), method, quick, shots, tuple(relations or ()), frequency_source, selection_texts)
+    if key in _CHOICES:
+        return _CHOICES[key]
+    train = train_activations(model, quick, shots, relations)
+    freq = sources.token_frequency(model, frequency_source) if method in ("auto", "frequency", "both") else None
+    texts = sources.texts("wikipedia", "train")[0][:selection_texts] if selection_texts else []
+    with torch.no_grad():
+        chosen, _, _ = choose_mitigation(model, train, freq, texts, method=method)
+    _CHOICES[key] = chosen
+    return chosen
+
+
+@contextmanager
+def mitigate(model: Model, method: str = "auto", **kwargs: Any) -> Iterator[Model]:
+    """Apply the mitigation chosen on the train facts to everything run on ``model`` inside the block::
+
+        with interp.recall.mitigate(model, method="auto"):
+            interp.greedy_generate(model, ["The capital of France is"])
+
+    Args:
+        model: the model.
+        method: ``auto`` (the best of heads / frequency / both on the train facts, or none),
+            ``heads``, ``frequency``, ``both``, ``none``; or a :class:`Mitigation` to apply as is.
+        **kwargs: passed to :func:`auto_mitigation` (``quick``, ``shots``, ``relations``,
+            ``frequency_source``, ``selection_texts``).
+
+    Yields:
+        The model, with the mitigation active.
+    """
+    mit = method if isinstance(method, Mitigation) else auto_mitigation(model, method, **kwargs)
+    with model.hooks(mit.hooks(model)):
+        yield model

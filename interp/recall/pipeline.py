@@ -1,40 +1,50 @@
 """``interp run recall``: factual-recall mechanisms (Lv et al. 2024, arXiv 2403.19521).
 
-Stages, each stored so an interrupted run resumes:
+:func:`run` is the paper's steps in order; each step is one function here that calls the module
+holding its equation and stores what it computes (stages resume after an interruption):
 
-1. ``activations``: one capture pass per relation and shot form (zero-shot; k-shot with the
-   demonstrations as a shared KV-cached prefix), last position only.
-2. known facts: the answer's first token is the argmax in the canonical zero-shot template.
-3. logit lens per relation (:mod:`interp.recall.logit_lens`).
-4. argument heads and their mean-ablation check (:mod:`interp.recall.argument_heads`).
-5. MLP decomposition (:mod:`interp.recall.mlp_decomposition`).
-6. anti-overconfidence in the final layers (:mod:`interp.recall.anti_overconfidence`).
-7. mitigation: suppressor heads chosen on train facts, measured on test facts and generic text
-   (:mod:`interp.recall.mitigation`).
+1. :func:`step_capture` (:mod:`~interp.recall.facts`, :mod:`~interp.recall.activations`): one capture
+   pass per relation and shot form (zero-shot; k-shot with the demonstrations as a shared KV-cached
+   prefix), last position only; the known facts (the answer's first token is the argmax in the
+   canonical zero-shot template).
+2. :func:`step_logit_lens` (:mod:`~interp.recall.logit_lens`): answer probability after every layer
+   and after the final attention, on all and on known facts, per relation.
+3. :func:`step_argument_heads` (:mod:`~interp.recall.argument_heads`): argument heads and their
+   mean-ablation check against random heads.
+4. :func:`step_mlp_decomposition` (:mod:`~interp.recall.mlp_decomposition`): activation and
+   function application with an identifiable intercept, fold stability and task AUC.
+5. :func:`step_token_frequency` (:mod:`interp.frequency`): token counts of a real corpus.
+6. :func:`step_anti_overconfidence` (:mod:`~interp.recall.anti_overconfidence`): final-layer
+   heads and MLP against token frequency.
+7. :func:`step_mitigation` (:mod:`~interp.recall.mitigation`): heads / frequency / both chosen on
+   train facts, measured on test facts, independent country facts and held-out text.
+8. :func:`step_claims` (:mod:`~interp.recall.claims`): the paper's claims and verdicts.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 import torch
 
-from interp.corpus import GENERIC_ID, generic_texts, read_texts
 from interp.errors import InterpError
 from interp.model import Model
-from interp.recall.params import PARAMS
-from interp.recall.ablation import ablate_heads, head_name
+from interp.recall import figures as F
+from interp.recall import sources
+from interp.recall.ablation import Head, head_name
 from interp.recall.activations import RecallActivations, collect_activations
-from interp.recall.anti_overconfidence import anti_overconfidence_table, next_token_stats, token_log_frequency
+from interp.recall.anti_overconfidence import anti_overconfidence_table
 from interp.recall.argument_heads import argument_ablation, argument_head_scores, top_argument_heads
-from interp.recall.facts import build_prompts, load_relations
-from interp.recall.figures import (anti_overconfidence_figure, argument_ablation_figure, argument_heads_figure,
-                                   logit_lens_figure, mitigation_figure, mlp_decomposition_figure)
+from interp.recall.attribution import final_norm_linear
+from interp.recall.claims import claims_table
+from interp.recall.facts import build_prompts, independent_relations, load_relations
 from interp.recall.logit_lens import final_drop, logit_lens_table
-from interp.recall.mitigation import mitigation_table, select_suppressor_heads
-from interp.recall.mlp_decomposition import mlp_decomposition_tables
+from interp.recall.mitigation import HEAD_SCALES, Mitigation, choose_mitigation, mitigation_table, perplexity
+from interp.recall.mlp_decomposition import MLPDecomposition, mlp_decomposition_tables, mlp_layer_summary
+from interp.recall.params import PARAMS
 
 DESCRIPTION = "factual recall (Lv et al. 2024): argument heads, MLP activation/function application, final-layer anti-overconfidence, mitigation"
 
@@ -42,10 +52,12 @@ DESCRIPTION = "factual recall (Lv et al. 2024): argument heads, MLP activation/f
 DEFAULTS: dict[str, Any] = PARAMS.defaults()
 
 QUICK: dict[str, Any] = PARAMS.quick_values()
-FULL = {"templates": list(range(10)), "max_facts": None, "n_random": 10, "generic_texts": None}
+FULL = {"templates": list(range(10)), "max_facts": None, "n_random": 10, "lens_stride": 1, "head_scales": 3, "ppl_texts": 200, "selection_texts": 32,
+        "independent_facts": None}
 
 
-def _resolve(params: dict[str, Any], quick: bool) -> dict[str, Any]:
+def resolve_params(params: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """:data:`DEFAULTS` updated with ``params``, the quick/full sizes filled in where left None."""
     out = dict(DEFAULTS)
     out.update({k: v for k, v in params.items() if k in DEFAULTS})
     for k, v in (QUICK if quick else FULL).items():
@@ -61,47 +73,54 @@ def _resolve(params: dict[str, Any], quick: bool) -> dict[str, Any]:
         raise InterpError(f"analyse must be 'known' or 'all', not {out['analyse']!r}")
     if out["mitigation_mode"] not in ("zero", "scale", "mean"):
         raise InterpError(f"mitigation_mode must be zero, scale or mean, not {out['mitigation_mode']!r}")
+    if out["mitigation_method"] not in ("auto", "heads", "frequency", "both", "none"):
+        raise InterpError(f"mitigation_method must be auto, heads, frequency, both or none, not {out['mitigation_method']!r}")
     return out
 
 
-def _known(acts: RecallActivations) -> set[tuple[str, int]]:
-    ok = acts.correct
-    return {(f.relation, f.index) for f, t, c in zip(acts.prompts.facts, acts.prompts.templates, ok.tolist()) if t == 0 and c}
+# ---------------------------------------------------------------- 1. capture
 
 
-def facts_table(model: Model, zero: RecallActivations, few: RecallActivations) -> pd.DataFrame:
-    """One row per fact: split, whether the model knows it zero- and few-shot (canonical template)."""
-    rows = {}
-    for label, acts in (("zero", zero), ("few", few)):
-        for f, t, c, p, pr in zip(acts.prompts.facts, acts.prompts.templates, acts.correct.tolist(), acts.pred.tolist(),
-                                  acts.answer_prob.tolist()):
-            if t != 0:
-                continue
-            r = rows.setdefault((f.relation, f.index), {"relation": f.relation, "subject": f.subject, "answer": f.answer,
-                                                         "split": f.split})
-            r[f"known_{label}_shot"] = bool(c)
-            r[f"prediction_{label}_shot"] = model.tokenizer.decode([p])
-            r[f"answer_prob_{label}_shot"] = pr
-    return pd.DataFrame(list(rows.values()))
+@dataclass
+class RecallData:
+    """Step 1's products: activations of the zero- and k-shot prompts, the per-fact table, the
+    known facts and the prompt rows the mechanism analyses use."""
+
+    zero: RecallActivations
+    few: RecallActivations
+    facts: pd.DataFrame
+    known: set[tuple[str, int]]
+    rows_zero: list[int]
+    rows_few: list[int]
 
 
 def _templates(p: dict[str, Any]) -> list[int]:
     return list(p["templates"]) if 0 in p["templates"] else [0] + list(p["templates"])
 
 
-def prepare(model: Model, run: Any, p: dict[str, Any]) -> tuple[RecallActivations, RecallActivations, pd.DataFrame,
-                                                                set[tuple[str, int]], list[int], list[int]]:
-    """The stored capture pass and the facts the analyses use.
+def known_facts(acts: RecallActivations) -> set[tuple[str, int]]:
+    """Facts whose answer is the argmax in the canonical (template 0) prompt."""
+    return {(f.relation, f.index) for f, t, c in zip(acts.prompts.facts, acts.prompts.templates, acts.correct.tolist()) if t == 0 and c}
 
-    Args:
-        model: the model.
-        run: the :class:`interp.results.Run` (the capture is its ``activations`` stage).
-        p: resolved parameters (see :data:`DEFAULTS`).
 
-    Returns:
-        ``(zero, few, facts_table, known, rows_zero, rows_few)``: activations of the zero- and
-        k-shot prompts, the per-fact table, the known facts, and the prompt rows analysed.
-    """
+def facts_table(model: Model, zero: RecallActivations, few: RecallActivations) -> pd.DataFrame:
+    """One row per fact: split, whether the model knows it zero- and few-shot (canonical template)."""
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for label, acts in (("zero", zero), ("few", few)):
+        for f, t, c, pr_id, pr in zip(acts.prompts.facts, acts.prompts.templates, acts.correct.tolist(), acts.pred.tolist(),
+                                      acts.answer_prob.tolist()):
+            if t != 0:
+                continue
+            r = rows.setdefault((f.relation, f.index), {"relation": f.relation, "subject": f.subject, "answer": f.answer,
+                                                         "split": f.split})
+            r[f"known_{label}_shot"] = bool(c)
+            r[f"prediction_{label}_shot"] = model.tokenizer.decode([pr_id])
+            r[f"answer_prob_{label}_shot"] = pr
+    return pd.DataFrame(list(rows.values()))
+
+
+def step_capture(model: Model, run: Any, p: dict[str, Any]) -> RecallData:
+    """Step 1: the stored capture pass and the facts the analyses use."""
     rels = load_relations(p["relations"], p["facts_file"])
     templates = _templates(p)
 
@@ -112,9 +131,9 @@ def prepare(model: Model, run: Any, p: dict[str, Any]) -> tuple[RecallActivation
             out[label] = collect_activations(model, ps, batch_size=int(p["batch_size"]))
         return out
 
-    acts = run.stage("activations", collect)
+    acts = run.stage("activations", collect, key="final-mlp-v2")
     zero, few = acts["zero"], acts["few"]
-    known = _known(zero)
+    known = known_facts(zero)
     ft = facts_table(model, zero, few)
     scope = known if p["analyse"] == "known" else {(f.relation, f.index) for f in zero.prompts.facts}
     if not scope:
@@ -123,18 +142,271 @@ def prepare(model: Model, run: Any, p: dict[str, Any]) -> tuple[RecallActivation
     run.note(f"mechanism analyses use {'the known facts' if p['analyse'] == 'known' else 'all facts'} ({len(scope)})")
     kz = [i for i, f in enumerate(zero.prompts.facts) if (f.relation, f.index) in scope]
     kf = [i for i, f in enumerate(few.prompts.facts) if (f.relation, f.index) in scope]
-    return zero, few, ft, known, kz, kf
+    run.table("facts_known", ft)
+    return RecallData(zero, few, ft, known, kz, kf)
 
 
-def resolve_params(params: dict[str, Any], quick: bool) -> dict[str, Any]:
-    """:data:`DEFAULTS` updated with ``params``, the quick/full sizes filled in where left None."""
-    return _resolve(params, quick)
+# ---------------------------------------------------------------- 2. logit lens
+
+
+def step_logit_lens(model: Model, run: Any, p: dict[str, Any], d: RecallData) -> dict[str, Any]:
+    """Step 2: where the answer appears and what the final attention and final MLP do to it."""
+    def lens() -> pd.DataFrame:
+        parts = []
+        last = model.n_layers - 1
+        stride = max(1, int(p["lens_stride"]))
+        shown = sorted({L for L in d.zero.layers[::stride]} | {L for L in d.zero.layers if L >= last - 2})
+        for acts, rows in ((d.zero, d.rows_zero), (d.few, d.rows_few)):
+            parts.append(logit_lens_table(model, acts.subset(rows).only_layers(shown)).assign(facts="analysed"))
+            # the final layer's split on all facts and on known facts (canonical template)
+            canon = [i for i, t in enumerate(acts.prompts.templates) if t == 0]
+            tail = acts.subset(canon).only_layers([L for L in acts.layers if L >= last - 1])
+            known = [k for k, i in enumerate(canon) if (acts.prompts.facts[i].relation, acts.prompts.facts[i].index) in d.known]
+            parts.append(logit_lens_table(model, tail, subsets={"all": range(len(canon)), "known": known}))
+        return pd.concat(parts, ignore_index=True)
+
+    lt = run.stage("logit_lens", lens, key="split-v3")
+    run.table("logit_lens", lt)
+    drops = final_drop(lt)
+    run.table("logit_lens_drop", drops)
+    run.figure("logit_lens", F.logit_lens_figure(lt[lt["facts"] == "analysed"], model.spec))
+    g = lt[(lt["facts"] == "analysed") & (lt["relation"] == "all") & (lt["shots"] == 0)].sort_values("layer")
+    r = drops[(drops["facts"] == "analysed") & (drops["relation"] == "all") & (drops["shots"] == 0)].iloc[0]
+    start = model.n_layers - 1 - int(p["final_layers"])
+    late = g[g["layer"] >= start]
+    before = g[g["layer"] <= start]
+    return {"logit_lens_peak_layer": float(r["peak_layer"]), "logit_lens_peak_prob": float(r["peak_prob"]),
+            "logit_lens_final_prob": float(r["final_prob"]),
+            "logit_lens_after_final_attention_prob": float(r.get("prob_after_final_attention", float("nan"))),
+            "final_attention_change": float(r.get("final_attention_change", float("nan"))),
+            "final_mlp_change": float(r.get("final_mlp_change", float("nan"))),
+            "late_peak_prob": float(late["answer_prob"].max()) if len(late) else float("nan"),
+            "prob_before_last_layers": float(before["answer_prob"].iloc[-1]) if len(before) else float("nan")}
+
+
+# ---------------------------------------------------------------- 3. argument heads
+
+
+def step_argument_heads(model: Model, run: Any, p: dict[str, Any], d: RecallData) -> tuple[list[Head], dict[str, Any]]:
+    """Step 3: argument-head scores (zero- and few-shot), the top heads and their ablation check."""
+    scores = run.stage("argument_scores", lambda: pd.concat([argument_head_scores(model, d.zero, d.rows_zero),
+                                                             argument_head_scores(model, d.few, d.rows_few)], ignore_index=True))
+    run.table("argument_heads", scores)
+    k, min_layer = int(p["top_k_heads"]), int(p["min_arg_layer"])
+    sz = scores[scores["shots"] == 0]
+    top = top_argument_heads(sz, k, min_layer=min_layer)
+    top_few = top_argument_heads(scores[scores["shots"] != 0], k, min_layer=min_layer)
+    names = [head_name(h) for h in top]
+    run.figure("argument_heads", F.argument_heads_figure(sz, names, model.spec))
+    a0 = sz[sz["relation"] == "all"].set_index("name")["score"]
+    a1 = scores[(scores["shots"] != 0) & (scores["relation"] == "all")].set_index("name")["score"].reindex(a0.index)
+    corr = float(np.corrcoef(a0.values, a1.values)[0, 1]) if a0.std() > 0 and a1.std() > 0 else float("nan")
+    abl, draws = run.stage("argument_ablation", lambda: argument_ablation(model, d.zero.subset(d.rows_zero), top, int(p["n_random"]),
+                                                                          run.seed, int(p["batch_size"])), key=names)
+    run.table("argument_ablation", draws)
+    run.figure("argument_ablation", F.argument_ablation_figure(draws, abl["base_prob"], model.spec))
+    return top, {"top_argument_heads": names, "top_argument_heads_few_shot": [head_name(h) for h in top_few],
+                 "argument_heads_zero_few_overlap": len(set(top) & set(top_few)), "argument_score_zero_few_corr": corr,
+                 "argument_ablation_drop": float(abl["argument_ablation_drop"]),
+                 "random_ablation_drop": float(abl["random_ablation_drop"]),
+                 "random_ablation_drop_std": float(abl["random_drop_std"]), "base_answer_prob_known": float(abl["base_prob"])}
+
+
+# ---------------------------------------------------------------- 4. MLP decomposition
+
+
+def step_mlp_decomposition(model: Model, run: Any, p: dict[str, Any], d: RecallData, top: list[Head]
+                           ) -> tuple[dict[tuple[str, int], MLPDecomposition], dict[str, Any]]:
+    """Step 4: activation and function application per relation and layer, from the argument heads' layer on."""
+    first = min(L for L, _ in top) if top else 0
+    layers = sorted(set(range(first, model.n_layers)) | {model.n_layers - 1})
+    fits, coefs, decs = run.stage("mlp_decomposition", lambda: mlp_decomposition_tables(
+        model, d.zero, top, layers=layers, rows=d.rows_zero), key=[head_name(h) for h in top] + ["centred-v2"])
+    s_mean = float(final_norm_linear(model).scale(d.zero.subset(d.rows_zero).final_resid).mean())
+    per_layer = mlp_layer_summary(model, fits, decs, s_mean)
+    run.table("mlp_decomposition", fits)
+    run.table("mlp_decomposition_layers", per_layer)
+    run.table("mlp_coefficients", coefs)
+    run.figure("mlp_decomposition", F.mlp_decomposition_figure(fits, model.spec))
+    best = per_layer.loc[per_layer["task_auc"].idxmax()] if per_layer["task_auc"].notna().any() else None
+    nan = float("nan")
+    return decs, {"mlp_r2_mean": float(fits["r2"].mean()), "mlp_r2_cv_mean": float(fits["r2_cv"].mean()),
+                  "mlp_alpha_argument_mean": float(fits["alpha_argument_mean"].mean()),
+                  "mlp_alpha_other_mean": float(fits["alpha_other_mean"].mean()),
+                  "mlp_intercept_answer_percentile_mean": float(fits["answer_percentile"].mean()),
+                  "mlp_intercept_fold_cosine_mean": float(fits["intercept_fold_cosine"].mean()),
+                  "mlp_uncentred_intercept_fold_cosine_mean": float(fits["uncentred_intercept_fold_cosine"].mean()),
+                  "mlp_intercept_fold_spread_mean": float(fits["intercept_fold_spread"].mean()),
+                  "mlp_uncentred_intercept_fold_spread_mean": float(fits["uncentred_intercept_fold_spread"].mean()),
+                  "mlp_task_auc_mean": float(per_layer["task_auc"].mean()),
+                  "mlp_best_auc_layer": int(best["layer"]) if best is not None else None,
+                  "mlp_best_task_auc": float(best["task_auc"]) if best is not None else nan,
+                  "mlp_max_task_auc": float(per_layer["task_auc"].max()),
+                  "mlp_intercept_answer_percentile_best": float(best["answer_percentile"]) if best is not None else nan}
+
+
+# ---------------------------------------------------------------- 5-6. frequency and anti-overconfidence
+
+
+def step_token_frequency(model: Model, run: Any, p: dict[str, Any]) -> Any:
+    """Step 5: token counts of a real corpus (or the model's own mean prediction, when asked)."""
+    freq = sources.token_frequency(model, str(p["frequency_source"]))
+    run.note(f"token frequency: {freq.source} ({int(torch.as_tensor(freq.occurs).sum())} of {model.d_vocab} tokens occur)")
+    return freq
+
+
+def step_anti_overconfidence(model: Model, run: Any, p: dict[str, Any], d: RecallData, freq: Any,
+                             decs: dict[tuple[str, int], MLPDecomposition]) -> dict[str, Any]:
+    """Step 6: final-layer heads (all, and those attending to the first position) and the final MLP with its intercepts."""
+    last = model.n_layers - 1
+    fl = list(range(model.n_layers - int(p["final_layers"]), model.n_layers))
+    intercepts = {(r, L): dec.intercept for (r, L), dec in decs.items() if L in fl}
+    ao = anti_overconfidence_table(model, d.zero, freq, fl, intercepts, rows=d.rows_zero)
+    run.table("anti_overconfidence", ao)
+    run.figure("anti_overconfidence", F.anti_overconfidence_figure(ao, freq.source, model.spec))
+    at = ao[ao["layer"] == last]
+    fh = at[at["kind"] == "head"]
+    fp = at[at["kind"] == "first_position_heads"]
+    mlp = at[at["kind"] == "mlp"]
+    icpt = at[(at["kind"] == "mlp_intercept") & (at["relation"] == "all")]
+    nan = float("nan")
+    return {"final_heads_attn_first_mean": float(fh["attn_first"].mean()),
+            "final_heads_frac_attn_first_gt_half": float(fh["first_position"].astype(bool).mean()),
+            "final_heads_freq_corr_mean": float(fh["freq_spearman"].mean()),
+            "final_heads_freq_pearson_mean": float(fh["freq_pearson"].mean()),
+            "first_position_heads": fp["name"].iloc[0] if len(fp) else "",
+            "first_position_heads_freq_spearman": float(fp["freq_spearman"].iloc[0]) if len(fp) else nan,
+            "first_position_heads_freq_pearson": float(fp["freq_pearson"].iloc[0]) if len(fp) else nan,
+            "final_mlp_freq_corr": float(mlp["freq_spearman"].iloc[0]),
+            "final_mlp_freq_spearman": float(mlp["freq_spearman"].iloc[0]),
+            "final_mlp_freq_pearson": float(mlp["freq_pearson"].iloc[0]),
+            "final_mlp_intercept_freq_corr": float(icpt["freq_spearman"].iloc[0]) if len(icpt) else nan,
+            "final_mlp_intercept_freq_spearman": float(icpt["freq_spearman"].iloc[0]) if len(icpt) else nan,
+            "final_mlp_intercept_freq_pearson": float(icpt["freq_pearson"].iloc[0]) if len(icpt) else nan,
+            "final_mlp_dla_answer": float(mlp["dla_answer"].iloc[0]),
+            "frequency_source": freq.source}
+
+
+# ---------------------------------------------------------------- 7. mitigation
+
+
+def independent_activations(model: Model, p: dict[str, Any]) -> dict[str, RecallActivations]:
+    """Zero- and k-shot prompts of the independent country facts, last layer captured."""
+    rels = independent_relations(load_relations(p["relations"], p["facts_file"]), sources.independent_facts(),
+                                 p["independent_facts"])
+    if not rels:
+        return {}
+    out = {}
+    for label, shots in (("zero-shot", 0), (f"{p['shots']}-shot", int(p["shots"]))):
+        ps = build_prompts(model, rels, shots=shots, templates=[0], path=p["facts_file"])
+        out[label] = collect_activations(model, ps, layers=[model.n_layers - 1], batch_size=int(p["batch_size"]))
+    return out
+
+
+def step_mitigation(model: Model, run: Any, p: dict[str, Any], d: RecallData, freq: Any) -> dict[str, Any]:
+    """Step 7: choose heads / frequency / both on train facts; measure every candidate on test facts,
+    independent facts (zero- and few-shot) and held-out text."""
+    bs = int(p["batch_size"])
+    last = model.n_layers - 1
+    zero, few = d.zero, d.few
+    train = [zero.subset(zero.prompts.rows(split="train")), few.subset(few.prompts.rows(split="train"))]
+    sets = {("test", "zero-shot"): zero.subset(zero.prompts.rows(split="test")),
+            ("test", f"{p['shots']}-shot"): few.subset(few.prompts.rows(split="test"))}
+    indep = run.stage("independent_facts", lambda: independent_activations(model, p))
+    sets.update({("independent", k): v for k, v in indep.items()})
+    sel_texts, _ = sources.texts(p["text_corpus"], "train")
+    sel_texts = sel_texts[: int(p["selection_texts"])]
+    mode, scale = p["mitigation_mode"], float(p["mitigation_scale"])
+    means = train[0].z[:, train[0].layer_index(last)].float().mean(0) if mode == "mean" else None
+    chosen, cands, trace = run.stage("mitigation_selection", lambda: choose_mitigation(
+        model, train, freq, sel_texts, p["mitigation_method"], mode, scale, means, p["max_suppressor_heads"],
+        p["selection_metric"], head_scales=HEAD_SCALES[: int(p["head_scales"])], batch_size=bs))
+    run.table("mitigation_selection", trace)
+    run.note(f"mitigation chosen on train facts: {chosen.describe()}")
+    texts, text_id = sources.texts(p["text_corpus"], "heldout")
+    texts = texts[: int(p["ppl_texts"])]
+
+    def measure() -> tuple[pd.DataFrame, dict[str, float]]:
+        tables, ppl = [], {"none": perplexity(model, texts)}
+        for name, mit in cands.items():
+            if name == "none":
+                continue
+            tables.append(mitigation_table(model, sets, mit, bs))
+            ppl[name] = perplexity(model, texts, mit)
+        if not tables:
+            tables.append(mitigation_table(model, sets, Mitigation(), bs))
+        return pd.concat(tables, ignore_index=True), ppl
+
+    mt, ppl = run.stage("mitigation", measure, key=[chosen.describe()] + [m.describe() for m in cands.values()])
+    mt["chosen"] = mt["method"] == chosen.method
+    mt["ppl_base"] = ppl["none"]
+    mt["ppl_mitigated"] = mt["method"].map(lambda m: ppl.get(m, ppl["none"]))
+    run.table("mitigation", mt)
+    run.figure("mitigation", F.mitigation_figure(mt, chosen.describe(), text_id, model.spec))
+    return mitigation_summary(mt, chosen, ppl, p, text_id)
+
+
+def mitigation_summary(mt: pd.DataFrame, chosen: Mitigation, ppl: dict[str, float], p: dict[str, Any], text_id: str) -> dict[str, Any]:
+    """The summary numbers of the chosen method (rows of ``mt`` with relation ``all``)."""
+    g = mt[(mt["relation"] == "all") & (mt["method"] == (chosen.method if chosen.method != "none" else mt["method"].iloc[0]))]
+    nan = float("nan")
+
+    def val(facts: str, few: bool, col: str) -> float:
+        r = g[(g["facts"] == facts) & ((g["shots"] != "zero-shot") if few else (g["shots"] == "zero-shot"))]
+        if not len(r):
+            return nan
+        if chosen.method == "none" and col.endswith("_mitigated"):
+            col = col.replace("_mitigated", "_base")
+        return float(r[col].iloc[0])
+
+    out: dict[str, Any] = {"mitigation_method": chosen.method, "mitigation": chosen.describe(),
+                           "suppressor_heads": [head_name(h) for h in chosen.heads],
+                           "frequency_projection_gamma": chosen.gamma}
+    for facts, suffix in (("test", ""), ("independent", "_independent")):
+        for few, s2 in ((False, ""), (True, "_few_shot")):
+            for col in ("accuracy_base", "accuracy_mitigated", "answer_prob_base", "answer_prob_mitigated"):
+                out[f"{col}{suffix}{s2}"] = val(facts, few, col)
+    out["ppl_base"] = ppl["none"]
+    out["ppl_mitigated"] = ppl.get(chosen.method, ppl["none"])
+    out["text_corpus"] = text_id
+
+    def gain(facts: str, kind: str) -> float:
+        xs = [val(facts, few, f"{kind}_mitigated") - val(facts, few, f"{kind}_base") for few in (False, True)]
+        xs = [x for x in xs if x == x]
+        return float(np.mean(xs)) if xs else nan
+
+    by_method = {}
+    for m, gm in mt[mt["relation"] == "all"].groupby("method", sort=False):
+        d = (gm["answer_prob_mitigated"] - gm["answer_prob_base"]).groupby(gm["facts"]).mean()
+        a = (gm["accuracy_mitigated"] - gm["accuracy_base"]).groupby(gm["facts"]).mean()
+        by_method[m] = {"answer_prob_gain_test": float(d.get("test", nan)), "answer_prob_gain_independent": float(d.get("independent", nan)),
+                        "accuracy_change_test": float(a.get("test", nan)), "accuracy_change_independent": float(a.get("independent", nan)),
+                        "ppl_cost": ppl.get(m, ppl["none"]) / ppl["none"] - 1.0}
+    out["mitigation_candidates"] = by_method
+    out.update({"mitigation_gain_test": gain("test", "answer_prob"), "mitigation_gain_independent": gain("independent", "answer_prob"),
+                "mitigation_acc_change_test": gain("test", "accuracy"),
+                "mitigation_acc_change_independent": gain("independent", "accuracy"),
+                "mitigation_ppl_cost": out["ppl_mitigated"] / out["ppl_base"] - 1.0})
+    return out
+
+
+# ---------------------------------------------------------------- 8. claims
+
+
+def step_claims(run: Any, values: dict[str, Any]) -> pd.DataFrame:
+    """Step 8: the paper's claims, measured value and verdict (``tables/claims.csv``)."""
+    table = claims_table(values)
+    run.table("claims", table)
+    return table
+
+
+# ---------------------------------------------------------------- the run
 
 
 def script_setup(doc: str, name: str, with_corpus: bool = False) -> tuple[Model, Any, dict[str, Any], Any]:
     """The start every recall paper script in ``analyses/`` shares: parse ``--model --out --quick
-    --relations`` (and ``--corpus``), load the model, resolve the parameters, open the run folder
-    ``OUT/name``. Returns ``(model, run, params, args)``."""
+    --relations`` (and ``--frequency-source``), load the model, resolve the parameters, open the run
+    folder ``OUT/name``. Returns ``(model, run, params, args)``."""
     from interp.analyses import script_parser
     from interp.model import load_model
     from interp.results import Run
@@ -142,156 +414,35 @@ def script_setup(doc: str, name: str, with_corpus: bool = False) -> tuple[Model,
     ap = script_parser(doc, out="figures")
     ap.add_argument("--relations", default=None, help="comma-separated relation names (default: all)")
     if with_corpus:
-        ap.add_argument("--corpus", default=None, help="text file/folder for token counts (default: model-based frequency)")
+        ap.add_argument("--frequency-source", default="wikipedia",
+                        help="token counts: wikipedia (default), wordfreq, model, or a text file")
     args = ap.parse_args()
     model = load_model(args.model)
-    p = resolve_params({"relations": args.relations}, args.quick)
-    extra = {"corpus": args.corpus} if with_corpus else {}
-    return model, Run(args.out, name, model=model, params=dict(p, quick=args.quick, **extra)), p, args
+    extra = {"frequency_source": args.frequency_source} if with_corpus else {}
+    p = resolve_params({"relations": args.relations, **extra}, args.quick)
+    return model, Run(args.out, name, model=model, params=dict(p, quick=args.quick)), p, args
 
 
 def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str, Any]:
-    """Run every recall analysis, write its tables and figures, return the summary numbers."""
-    with torch.no_grad():
-        return _run(model, run, quick, **params)
-
-
-def _run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str, Any]:
-    p = _resolve(params, quick)
-    name = model.spec
-    bs = int(p["batch_size"])
-    last = model.n_layers - 1
-    templates = _templates(p)
+    """Run every recall analysis in the paper's order, write its tables and figures, return the summary."""
+    p = resolve_params(params, quick)
+    run.note("recall prompts are sentence completions (plain text; no chat template, instruct model or not)")
     run.note("position 0 is the first token of each prompt (or of the few-shot prefix); "
              + ("it is the BOS token" if model.prepend_bos else f"{model.spec} adds no BOS, so it is the first word, the attention sink"))
-
-    zero, few, ft, known, kz, kf = prepare(model, run, p)
-    run.table("facts_known", ft)
-
-    # 1. logit lens
-    def lens() -> pd.DataFrame:
-        return pd.concat([logit_lens_table(model, zero, kz), logit_lens_table(model, few, kf)], ignore_index=True)
-
-    lt = run.stage("logit_lens", lens)
-    run.table("logit_lens", lt)
-    drops = final_drop(lt)
-    run.table("logit_lens_drop", drops)
-    run.figure("logit_lens", logit_lens_figure(lt, name))
-
-    # 2. argument heads
-    scores = run.stage("argument_scores", lambda: pd.concat([argument_head_scores(model, zero, kz),
-                                                             argument_head_scores(model, few, kf)], ignore_index=True))
-    run.table("argument_heads", scores)
-    sz = scores[scores["shots"] == 0]
-    top = top_argument_heads(sz, int(p["top_k_heads"]), min_layer=int(p["min_arg_layer"]))
-    top_names = [head_name(h) for h in top]
-    run.figure("argument_heads", argument_heads_figure(sz, top_names, name))
-    a0 = sz[sz["relation"] == "all"].set_index("name")["score"]
-    a1 = scores[(scores["shots"] != 0) & (scores["relation"] == "all")].set_index("name")["score"].reindex(a0.index)
-    zero_few_corr = float(np.corrcoef(a0.values, a1.values)[0, 1]) if a0.std() > 0 and a1.std() > 0 else float("nan")
-    top_few = top_argument_heads(scores[scores["shots"] != 0], int(p["top_k_heads"]), min_layer=int(p["min_arg_layer"]))
-    overlap = len(set(top) & set(top_few))
-
-    abl, draws = run.stage("argument_ablation", lambda: argument_ablation(model, zero.subset(kz), top, int(p["n_random"]),
-                                                                          run.seed, bs), key=top_names)
-    run.table("argument_ablation", draws)
-    run.figure("argument_ablation", argument_ablation_figure(draws, abl["base_prob"], name))
-
-    # 3. MLP decomposition
-    first = min(L for L, _ in top) if top else 0
-    fits, coefs, decs = run.stage("mlp_decomposition", lambda: mlp_decomposition_tables(
-        model, zero, top, layers=list(range(first, model.n_layers)), rows=kz), key=top_names)
-    run.table("mlp_decomposition", fits)
-    run.table("mlp_coefficients", coefs)
-    run.figure("mlp_decomposition", mlp_decomposition_figure(fits, name))
-
-    # 4. anti-overconfidence
-    n_gen = p["generic_texts"]
-    texts = generic_texts()[: n_gen] if n_gen else generic_texts()
-    if p["frequency_corpus"]:
-        corpus = read_texts(p["frequency_corpus"])
-        log_freq = token_log_frequency(model, corpus, source="corpus")
-        freq_source = f"corpus counts ({p['frequency_corpus']})"
-    else:
-        log_freq = run.stage("token_frequency", lambda: token_log_frequency(model, texts, source="model", batch_size=8))
-        freq_source = f"model mean next-token distribution on {GENERIC_ID}"
-    run.note(f"token frequency: {freq_source}")
-    fl = list(range(model.n_layers - int(p["final_layers"]), model.n_layers))
-    intercepts = {L: torch.stack([d.intercept for (r, l2), d in decs.items() if l2 == L]).mean(0)
-                  for L in fl if any(l2 == L for (_, l2) in decs)}
-    ao = anti_overconfidence_table(model, zero, log_freq, fl, intercepts, rows=kz)
-    run.table("anti_overconfidence", ao)
-    run.figure("anti_overconfidence", anti_overconfidence_figure(ao, freq_source, name))
-
-    # 5. mitigation
-    train = [zero.subset(zero.prompts.rows(split="train")), few.subset(few.prompts.rows(split="train"))]
-    test = {"zero-shot": zero.subset(zero.prompts.rows(split="test")), f"{p['shots']}-shot": few.subset(few.prompts.rows(split="test"))}
-    mode, scale = p["mitigation_mode"], float(p["mitigation_scale"])
-    means = train[0].z[:, train[0].layer_index(last)].float().mean(0) if mode == "mean" else None
-    chosen, trace = run.stage("suppressor_selection", lambda: select_suppressor_heads(
-        model, train, p["max_suppressor_heads"], mode, scale, means, p["selection_metric"], batch_size=bs))
-    chosen_names = [head_name(h) for h in chosen]
-    run.table("suppressor_selection", trace)
-    mt = run.stage("mitigation", lambda: mitigation_table(model, test, chosen, mode, scale, means, bs), key=chosen_names)
-    run.table("mitigation", mt)
-
-    def perplexity() -> tuple[float, float]:
-        _, base, _ = next_token_stats(model, texts)
-        if not chosen:
-            return base, base
-        m = {last: means} if mode == "mean" else None
-        with ablate_heads(model, chosen, mode=mode, means=m, scale=scale):
-            _, after, _ = next_token_stats(model, texts)
-        return base, after
-
-    ppl = run.stage("perplexity", perplexity, key=chosen_names)
-    run.figure("mitigation", mitigation_figure(mt, chosen_names, ppl, name))
-
-    zrow = mt[(mt["shots"] == "zero-shot") & (mt["relation"] == "all")].iloc[0]
-    frow = mt[(mt["shots"] != "zero-shot") & (mt["relation"] == "all")].iloc[0]
-    alld = drops[drops["relation"] == "all"].set_index("shots")
-    fh = ao[(ao["kind"] == "head") & (ao["layer"] == last)]
-    mlp_last = ao[(ao["kind"] == "mlp") & (ao["layer"] == last)]
-    icpt = ao[(ao["kind"] == "mlp_intercept") & (ao["layer"] == last)]
-    late = fits[fits["layer"] >= first]
-    return {
-        "n_facts": int(len(ft)),
-        "n_facts_known": len(known),
-        "n_facts_known_few_shot": int(ft["known_few_shot"].sum()),
-        "known_by_relation": {r: int(g["known_zero_shot"].sum()) for r, g in ft.groupby("relation", sort=False)},
-        "accuracy_base": float(zrow["accuracy_base"]),
-        "accuracy_mitigated": float(zrow["accuracy_mitigated"]),
-        "answer_prob_base": float(zrow["answer_prob_base"]),
-        "answer_prob_mitigated": float(zrow["answer_prob_mitigated"]),
-        "accuracy_base_few_shot": float(frow["accuracy_base"]),
-        "accuracy_mitigated_few_shot": float(frow["accuracy_mitigated"]),
-        "answer_prob_base_few_shot": float(frow["answer_prob_base"]),
-        "answer_prob_mitigated_few_shot": float(frow["answer_prob_mitigated"]),
-        "ppl_base": float(ppl[0]),
-        "ppl_mitigated": float(ppl[1]),
-        "suppressor_heads": chosen_names,
-        "top_argument_heads": top_names,
-        "top_argument_heads_few_shot": [head_name(h) for h in top_few],
-        "argument_heads_zero_few_overlap": overlap,
-        "argument_score_zero_few_corr": zero_few_corr,
-        "argument_ablation_drop": float(abl["argument_ablation_drop"]),
-        "random_ablation_drop": float(abl["random_ablation_drop"]),
-        "random_ablation_drop_std": float(abl["random_drop_std"]),
-        "base_answer_prob_known": float(abl["base_prob"]),
-        "logit_lens_peak_layer": int(alld.loc[0, "peak_layer"]),
-        "logit_lens_peak_prob": float(alld.loc[0, "peak_prob"]),
-        "logit_lens_final_prob": float(alld.loc[0, "final_prob"]),
-        "mlp_r2_mean": float(late["r2"].mean()),
-        "mlp_alpha_argument_mean": float(late["alpha_argument_mean"].mean()),
-        "mlp_alpha_other_mean": float(late["alpha_other_mean"].mean()),
-        "mlp_intercept_answer_percentile_mean": float(late["answer_percentile"].mean()),
-        "final_heads_attn_first_mean": float(fh["attn_first"].mean()),
-        "final_heads_frac_attn_first_gt_half": float((fh["attn_first"] > 0.5).mean()),
-        "final_heads_freq_corr_mean": float(fh["freq_corr"].mean()),
-        "final_mlp_freq_corr": float(mlp_last["freq_corr"].iloc[0]),
-        "final_mlp_intercept_freq_corr": float(icpt["freq_corr"].iloc[0]) if len(icpt) else float("nan"),
-        "final_mlp_dla_answer": float(mlp_last["dla_answer"].iloc[0]),
-        "frequency_source": freq_source,
-        "n_templates": len(templates),
-        "shots": int(p["shots"]),
-    }
+    with torch.no_grad():
+        d = step_capture(model, run, p)
+        summary: dict[str, Any] = {
+            "n_facts": int(len(d.facts)), "n_facts_known": len(d.known),
+            "n_facts_known_few_shot": int(d.facts["known_few_shot"].sum()),
+            "known_by_relation": {r: int(g["known_zero_shot"].sum()) for r, g in d.facts.groupby("relation", sort=False)}}
+        summary.update(step_logit_lens(model, run, p, d))
+        top, s = step_argument_heads(model, run, p, d)
+        summary.update(s)
+        decs, s = step_mlp_decomposition(model, run, p, d, top)
+        summary.update(s)
+        freq = step_token_frequency(model, run, p)
+        summary.update(step_anti_overconfidence(model, run, p, d, freq, decs))
+        summary.update(step_mitigation(model, run, p, d, freq))
+    step_claims(run, summary)
+    summary.update({"n_templates": len(_templates(p)), "shots": int(p["shots"])})
+    return summary

@@ -138,7 +138,7 @@ def _one_error(capsys, *names):
 
 BAD = [
     ("recall", "max_facts=0", "max_facts"), ("recall", "max_facts=-1", "max_facts"), ("recall", "max_facts=1", "max_facts"),
-    ("recall", "generic_texts=0", "generic_texts"), ("recall", "generic_texts=-1", "generic_texts"),
+    ("recall", "ppl_texts=0", "ppl_texts"), ("recall", "independent_facts=-1", "independent_facts"),
     ("recall", "n_random=-1", "n_random"), ("recall", "max_suppressor_heads=-1", "max_suppressor_heads"),
     ("recall", "batch_size=abc", "batch_size"), ("recall", "mitigation_scale=abc", "mitigation_scale"),
     ("recall", "shots=0", "shots"), ("recall", "shots=9", "shots"), ("recall", "templates=12", "templates"),

@@ -22,7 +22,7 @@ def _all_stored_stages_resumed(folder, man):
 
 def test_recall_resumed_equals_computed(tmp_path):
     m = tiny_model("llama")
-    kw = dict(quick=True, png=False, relations=["country_capital", "element_symbol"], max_facts=4, generic_texts=2,
+    kw = dict(quick=True, png=False, relations=["country_capital", "element_symbol"], max_facts=4, ppl_texts=2, selection_texts=2, independent_facts=2,
               n_random=1, analyse="all", top_k_heads=2, shots=2)
     first = interp.run("recall", m, out=tmp_path, **kw)
     tables = _tables(tmp_path / "recall")

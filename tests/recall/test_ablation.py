@@ -82,8 +82,20 @@ def test_bridge_generate_sees_the_ablation(tiny_models):
     assert int(m.bridge.generate(toks, **kw)[0, -1]) == base_next
 
 
-def test_auto_heads_context_manager(tiny_models):
+def test_auto_heads_belong_to_the_mitigation(tiny_models):
     m = tiny_models["gemma3"]
-    with ablate_heads(m, "auto") as mm:
-        out = interp.greedy_generate(mm, ["The capital of France is"], max_new_tokens=2)
-    assert len(out[0]) == 2
+    with pytest.raises(InterpError, match="mitigate"):
+        with ablate_heads(m, "auto"):
+            pass
+
+
+def test_ablation_does_not_import_the_cli_or_the_mitigation():
+    import ast
+    from pathlib import Path
+
+    import interp.recall.ablation as mod
+
+    tree = ast.parse(Path(mod.__file__).read_text())
+    names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
+            {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(n and n.startswith("interp.recall") for n in names), names

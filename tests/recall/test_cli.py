@@ -15,10 +15,14 @@ def test_given_heads_print_the_table(tiny_models):
     assert "2.0, 2.1" in text and "zero-shot" in text and "2-shot" in text
 
 
-def test_auto_heads(tiny_models):
+def test_auto_reports_the_mitigations_choice(tiny_models, fake_sources):
+    from interp.recall.mitigation import auto_mitigation
+
+    m = tiny_models["llama"]
     out = io.StringIO()
-    assert ablate_final_heads(tiny_models["llama"], heads="auto", quick=True, relations=["element_symbol"], out=out) == 0
-    assert "chosen on train facts" in out.getvalue()
+    assert ablate_final_heads(m, heads="auto", quick=True, relations=["element_symbol"], out=out) == 0
+    chosen = auto_mitigation(m, "auto", quick=True, shots=3, relations=["element_symbol"])
+    assert "chosen on train facts" in out.getvalue() and chosen.describe() in out.getvalue()
 
 
 def test_bad_heads_are_one_line_errors(tiny_models, capsys):

@@ -60,3 +60,22 @@ def test_split_filter_and_bad_input(smollm):
         load_relations(["capital_of_mars"])
     with pytest.raises(InterpError, match="demonstrations"):
         demo_prefix(rels[0], 99)
+
+
+def test_independent_facts_skip_train_subjects_and_unknown_relations():
+    from interp.recall.facts import independent_relations
+
+    rels = load_relations(["country_capital", "country_continent"])
+    train_subject = next(f.subject for f in rels[0].facts if f.split == "train")
+    test_subject = next(f.subject for f in rels[0].facts if f.split == "test")
+    facts = [{"relation": "country_capital", "subject": train_subject, "answer": "X"},
+             {"relation": "country_capital", "subject": test_subject, "answer": "Y"},
+             {"relation": "country_capital", "subject": "Atlantis", "answer": "Poseidonia"},
+             {"relation": "country_capital", "subject": "atlantis", "answer": "Poseidonia"},
+             {"relation": "moon_phase", "subject": "Luna", "answer": "full"},
+             {"relation": "country_continent", "subject": "Atlantis", "answer": ""}]
+    out = independent_relations(rels, facts)
+    assert [r.name for r in out] == ["country_capital"]
+    assert [f.subject for f in out[0].facts] == [test_subject, "Atlantis"]
+    assert {f.split for f in out[0].facts} == {"independent"} and out[0].template == rels[0].template
+    assert len(independent_relations(rels, facts, max_facts=1)[0].facts) == 1

@@ -27,7 +27,13 @@ def test_figures_draw_the_tables():
     fig = F.argument_ablation_figure(draws, 0.5, "m")
     assert list(fig.data[0].y) == [0.5, 0.2, 0.5]
 
-    mt = pd.DataFrame([{"shots": s, "relation": "all", "accuracy_base": 0.5, "accuracy_mitigated": 0.6,
-                        "answer_prob_base": 0.3, "answer_prob_mitigated": 0.35} for s in ("zero-shot", "3-shot")])
-    fig = F.mitigation_figure(mt, ["29.0"], (20.0, 21.0), "m")
-    assert "29.0" in _titles(fig)[0] and "20.00 → 21.00" in _titles(fig)[0]
+    mt = pd.DataFrame([{"method": m, "facts": f, "shots": s, "relation": "all", "accuracy_base": 0.5, "accuracy_mitigated": 0.6,
+                        "answer_prob_base": 0.3, "answer_prob_mitigated": 0.35 if m == "heads" else 0.31, "ppl_base": 20.0,
+                        "ppl_mitigated": 21.0} for m in ("heads", "frequency") for f in ("test", "independent")
+                       for s in ("zero-shot", "3-shot")])
+    fig = F.mitigation_figure(mt, "heads: heads 29.0 zero-ablated", "wikipedia:heldout", "m")
+    assert "29.0" in _titles(fig)[0] and "wikipedia:heldout" in _titles(fig)[0]
+    names = [t.name for t in fig.data]
+    assert names.count("before") == 2 and "heads (ppl 20.00 → 21.00)" in names
+    heads_bar = [t for t in fig.data if t.name.startswith("heads")][1]
+    assert list(heads_bar.y) == [0.35] * 4 and len(set(fig.data[0].x)) == 4

@@ -5,7 +5,11 @@ from interp.errors import InterpError
 from interp.recall.ablation import ablate_heads
 from interp.recall.activations import collect_activations
 from interp.recall.facts import build_prompts, load_relations
-from interp.recall.mitigation import ablated_readout, evaluate_recall, mitigation_table, select_suppressor_heads
+from interp.recall.mitigation import (Mitigation, ablated_readout, auto_mitigation, choose_mitigation, evaluate_recall,
+                                     frequency_direction, frequency_projection_hooks, mitigate, mitigation_table,
+                                     projected_readout, select_suppressor_heads)
+
+from .conftest import FakeFrequency, fake_frequency
 
 
 @pytest.mark.parametrize("family,mode", [("gptj", "zero"), ("gpt_neox", "scale"), ("gptj", "mean")])
@@ -43,7 +47,7 @@ def test_selection_and_table(tiny_models):
     acts = collect_activations(m, ps, layers=[last])
     chosen, trace = select_suppressor_heads(m, [acts], min_gain=0.0)
     base = trace.iloc[0]["answer_prob"]
-    t = mitigation_table(m, {"zero-shot": acts}, chosen)
+    t = mitigation_table(m, {("test", "zero-shot"): acts}, Mitigation("heads" if chosen else "none", chosen))
     row = t[t["relation"] == "all"].iloc[0]
     assert row["answer_prob_base"] == pytest.approx(base, abs=1e-6)
     if chosen:
@@ -54,3 +58,76 @@ def test_selection_and_table(tiny_models):
         assert row["answer_prob_mitigated"] == pytest.approx(base, abs=1e-6)
     with pytest.raises(InterpError, match="metric"):
         select_suppressor_heads(m, [acts], metric="f1")
+
+
+def test_frequency_direction_reads_out_as_frequency(tiny_models):
+    m = tiny_models["llama"]
+    freq = fake_frequency(m)
+    d = frequency_direction(m, freq)
+    assert float(d.norm()) == pytest.approx(1.0, abs=1e-5)
+    from interp.recall.anti_overconfidence import frequency_correlation
+    from interp.recall.attribution import component_logits
+
+    sp, _ = frequency_correlation(component_logits(m, d, torch.tensor(1.0)), freq)
+    rnd, _ = frequency_correlation(component_logits(m, torch.randn(m.d_model), torch.tensor(1.0)), freq)
+    assert sp > 0.3 and sp > abs(rnd)
+    with pytest.raises(InterpError, match="occur"):
+        frequency_direction(m, FakeFrequency(torch.zeros(m.d_vocab), torch.zeros(m.d_vocab, dtype=torch.bool)))
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gptj", "opt"])
+def test_projection_readout_equals_the_hooked_model(tiny_models, family):
+    m = tiny_models[family]
+    ps = build_prompts(m, load_relations(["country_capital"]), shots=2, max_facts=3)
+    acts = collect_activations(m, ps, layers=[m.n_layers - 1])
+    d = frequency_direction(m, fake_frequency(m))
+    est_p, est_ok = projected_readout(m, acts, d, 0.8)
+    with m.hooks(frequency_projection_hooks(m, d, 0.8)):
+        p, ok = evaluate_recall(m, acts)
+    assert torch.allclose(est_p, p, atol=1e-5) and torch.equal(est_ok, ok)
+    assert not torch.allclose(p, acts.answer_prob, atol=1e-6)
+
+
+def test_choose_mitigation_reports_every_candidate_and_keeps_the_rule(tiny_models):
+    m = tiny_models["gemma3"]
+    last = m.n_layers - 1
+    ps = build_prompts(m, load_relations(["country_capital", "element_symbol"]), max_facts=6)
+    acts = collect_activations(m, ps, layers=[last])
+    texts = ["The capital of France is Paris.", "Gold is Au."]
+    chosen, cands, trace = choose_mitigation(m, [acts], fake_frequency(m), texts, min_gain=0.0)
+    assert "frequency" in cands and set(trace["method"]) >= {"none", "frequency", "frequency (candidate)"}
+    base_acc, base_p = trace.iloc[0]["accuracy"], trace.iloc[0]["answer_prob"]
+    row = trace[trace["chosen"]]
+    assert len(row) == 1
+    row = row.iloc[0]
+    assert row["method"] == chosen.method and (chosen.method == "none" or row["setting"] == chosen.describe())
+    if chosen.method != "none":
+        assert row["accuracy"] >= base_acc and row["answer_prob"] > base_p and row["ppl_cost"] <= 0.02
+        # no candidate with a higher train answer probability qualified
+        better = trace[(trace["answer_prob"] > row["answer_prob"]) & trace["method"].isin(["heads", "frequency", "both"])]
+        assert ((better["accuracy"] < base_acc) | (better["ppl_cost"] > 0.02)).all()
+    heads = trace[trace["method"] == "heads"]
+    if len(heads):  # removed, and rescaled by each factor
+        assert len(heads) == 4 and heads["setting"].str.contains("x0.5").any()
+    only, _, t2 = choose_mitigation(m, [acts], fake_frequency(m), [], method="frequency", min_gain=0.0)
+    assert only.method in ("frequency", "none") and "heads" not in set(t2["method"])
+    with pytest.raises(InterpError, match="method"):
+        choose_mitigation(m, [acts], method="magic")
+
+
+def test_mitigate_applies_the_auto_choice(tiny_models, fake_sources):
+    m = tiny_models["llama"]
+    chosen = auto_mitigation(m, "frequency", relations=["country_capital"], shots=2, selection_texts=2)
+    assert auto_mitigation(m, "frequency", relations=["country_capital"], shots=2, selection_texts=2) is chosen
+    ids = [m.encode("The capital of France is")]
+    import interp
+
+    base = interp.capture(m, ids, logits=True).logits
+    forced = Mitigation("frequency", direction=frequency_direction(m, fake_frequency(m)), gamma=1.0)
+    with mitigate(m, forced):
+        moved = interp.capture(m, ids, logits=True).logits
+    assert not torch.allclose(moved, base, atol=1e-5)
+    with mitigate(m, "frequency", relations=["country_capital"], shots=2, selection_texts=2):
+        got = interp.capture(m, ids, logits=True).logits
+    assert torch.allclose(got, base, atol=1e-6) == (chosen.method == "none")
+    assert torch.allclose(interp.capture(m, ids, logits=True).logits, base, atol=1e-6)
