@@ -36,14 +36,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 reproduce: setup
-	$(VENV)/bin/interp reproduce --model $(MODEL) --out $(OUT) --quick
+	$(VENV)/bin/interp reproduce --model $(MODEL) --out $(OUT) --quick --fresh
 
 reproduce-full: setup
-	$(VENV)/bin/interp reproduce --model $(MODEL) --out $(OUT)-full
+	$(VENV)/bin/interp reproduce --model $(MODEL) --out $(OUT)-full --fresh
 
 # every analysis (quick sizes) on all three real models, then the cross-family page figures/index.html
 reproduce-families: setup-families
-	for m in $(FAMILIES); do $(VENV)/bin/interp reproduce --model $$m --out figures/$$m --quick || exit 1; done
+	for m in $(FAMILIES); do $(VENV)/bin/interp reproduce --model $$m --out figures/$$m --quick --fresh || exit 1; done
 	$(VENV)/bin/interp report --families figures
 
 test: setup-families

@@ -7,7 +7,7 @@ position (GlitchProber's), and those of the key layers at the prompt's last posi
 reply starts, so they see the whole prompt). Also times each feature set per token, beside the
 repeat oracle itself. Writes ``feature_auc.csv`` to ``--out``.
 
-    python analyses/glitch_feature_auc.py [--quick] [--out figures/smollm2-135m-full/glitch/tables]
+    python analyses/glitch_feature_auc.py [--quick] [--out figures/earlier/smollm2-135m-full/glitch/tables]
 """
 
 import time
@@ -31,7 +31,7 @@ from interp.glitch.pipeline import DEFAULTS
 from interp.glitch.scan import load_ground_truth
 
 if __name__ == "__main__":
-    ap = script_parser(__doc__, out="figures/smollm2-135m-full/glitch/tables", out_help="folder for feature_auc.csv")
+    ap = script_parser(__doc__, out="figures/earlier/smollm2-135m-full/glitch/tables", out_help="folder for feature_auc.csv")
     ap.add_argument("--layers", default="0,16,19,20,21,23", help="key layers (the full run's choice by default)")
     ap.add_argument("--n-train", type=int, default=2000)
     ap.add_argument("--n-test", type=int, default=4000)
