@@ -1,7 +1,8 @@
 """Collapse detection: perplexity of fixed texts before and after an edit.
 
-Two reference sets, fixed before any edit: a sample of the packaged generic paragraphs
-(``interp.corpus.generic_texts``) and the unedited model's own greedy generations (the paper's
+Two reference sets, fixed before any edit: natural text (by default the held-out split of the
+packaged Wikipedia lead sections, ``interp.corpus.natural_texts("wikipedia", "heldout")``; the
+results call this set ``generic``) and the unedited model's own greedy generations (the paper's
 ME-PPL idea: text the model itself found likely). An edit collapses the model when the perplexity
 ratio (after / before) exceeds a threshold; the threshold is reported with the gap in the ratio
 distribution that justifies it (:func:`collapse_threshold_report`).
@@ -38,16 +39,18 @@ class ReferenceTexts:
 
 
 def reference_texts(
-    model: Model, n_generic: int = 8, max_tokens: int = 48, n_generations: int = 8, prompt_tokens: int = 6, gen_tokens: int = 24
+    model: Model, n_generic: int = 8, max_tokens: int = 48, n_generations: int = 8, prompt_tokens: int = 6, gen_tokens: int = 24,
+    texts: Optional[Sequence[str]] = None,
 ) -> ReferenceTexts:
-    """Fix the generic texts and generate the model's own texts (before any edit).
+    """Fix the natural texts and generate the model's own texts (before any edit).
 
-    Generic texts are the first ``n_generic`` packaged paragraphs; generation prompts are the
-    first ``prompt_tokens`` tokens of the next ``n_generations`` paragraphs.
+    Natural texts are the first ``n_generic`` of ``texts`` (default: the packaged generic
+    paragraphs); generation prompts are the first ``prompt_tokens`` tokens of the next
+    ``n_generations`` texts.
     """
-    texts = corpus_mod.generic_texts()
+    texts = list(texts) if texts is not None else corpus_mod.generic_texts()
     if n_generic + n_generations > len(texts):
-        raise InterpError(f"only {len(texts)} generic paragraphs; asked for {n_generic} + {n_generations}")
+        raise InterpError(f"only {len(texts)} reference texts; asked for {n_generic} + {n_generations}")
     generic = [t[:max_tokens] for t in model.encode(texts[:n_generic])]
     prompts = [t[:prompt_tokens] for t in model.encode(texts[n_generic : n_generic + n_generations])]
     gens = interp.greedy_generate(model, prompts, max_new_tokens=gen_tokens, stop_at_eos=False, desc="own text") if prompts else []
@@ -151,10 +154,11 @@ def prefixed_texts(model: Model, ref: ReferenceTexts, prefixes: Sequence[str], s
 
 
 def reference_perplexity(
-    model: Model, prefixes: Sequence[str], n_generic: int, max_tokens: int, n_generations: int, gen_tokens: int, seed: int = 0
+    model: Model, prefixes: Sequence[str], n_generic: int, max_tokens: int, n_generations: int, gen_tokens: int, seed: int = 0,
+    texts: Optional[Sequence[str]] = None,
 ) -> ReferencePerplexity:
     """Fix the reference texts (bare and prefixed) and measure their unedited perplexity."""
-    ref = reference_texts(model, n_generic, max_tokens, n_generations, 6, gen_tokens)
+    ref = reference_texts(model, n_generic, max_tokens, n_generations, 6, gen_tokens, texts=texts)
     pref = prefixed_texts(model, ref, prefixes, seed)
     return ReferencePerplexity(ref, pref, {
         "generic": perplexity(token_nll(model, ref.generic)),

@@ -124,7 +124,7 @@ def layer_anomaly_table(model: Model, texts: Sequence[Sequence[int]], layers: Se
 def first_token_report(
     model: Model, layer: int, k_u: Float[torch.Tensor, "n d_mlp"], k_bar: Float[torch.Tensor, "n d_mlp"],
     positions: Sequence[int], subjects: Sequence[str], c_inv: Float[torch.Tensor, "d_mlp d_mlp"],
-    n_texts: int, max_tokens: int, layer_step: int = 1,
+    n_texts: int, max_tokens: int, layer_step: int = 1, texts: Optional[Sequence[str]] = None,
 ) -> dict:
     """The first-token anomaly at every ``layer_step``-th layer on held-out text, the 2-D projection
     of the requests' keys among text keys, and whitened key norms ``sqrt(kᵀC⁻¹k)``.
@@ -135,7 +135,8 @@ def first_token_report(
     """
     from interp import corpus as corpus_mod
 
-    texts = [t[:max_tokens] for t in model.encode(corpus_mod.generic_texts()[-n_texts:])]
+    source = list(texts) if texts is not None else corpus_mod.generic_texts()
+    texts = [t[:max_tokens] for t in model.encode(source[-n_texts:])]
     layers = sorted(set(range(0, model.n_layers, max(1, int(layer_step)))) | {layer})
     table = layer_anomaly_table(model, texts, layers)
     off = 1 if model.prepend_bos else 0

@@ -54,6 +54,8 @@ PARAMS = Params("rome", [
     Param("cov_max_tokens", "int", 128, min=2, max=4096, unit="tokens", help="tokens kept per covariance text"),
     Param("cov_ridge", "float", 0.0, min=0, help="ridge added to C before inverting"),
     Param("cov_cache", "bool", True, help="read and write the on-disk covariance cache"),
+    Param("text_corpus", "str", "wikipedia",
+          help="natural text for the perplexity probe and the first-token texts (held-out split): wikipedia, generic or a text file/folder"),
     Param("ppl_generic", "int", 12, quick=6, min=1, unit="texts", help="generic texts for the perplexity ratio"),
     Param("ppl_max_tokens", "int", 48, quick=32, min=2, max=4096, unit="tokens", help="tokens per generic text"),
     Param("ppl_generations", "int", 12, quick=6, min=1, unit="texts", help="the model's own generations for perplexity"),

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
+from interp.corpus import natural_texts
 from interp.errors import InterpError
 from interp.model import Model, portable_path
 from interp.rome import figures
@@ -138,8 +139,9 @@ def request_keys(model: Model, p: dict, layer: int, requests: Sequence[EditReque
 
 def reference_perplexity(model: Model, p: dict, prefixes: Sequence[str]) -> ReferencePerplexity:
     """The collapse probe: reference texts and their unedited perplexity (``collapse``)."""
+    texts, _ = natural_texts(p["text_corpus"], "heldout")
     return _reference(model, prefixes, p["ppl_generic"], p["ppl_max_tokens"], p["ppl_generations"], p["ppl_gen_tokens"],
-                      seed=p["eval_seed"])
+                      seed=p["eval_seed"], texts=texts)
 
 
 def edit_request(model: Model, p: dict, layer: int, req: EditRequest, i: int, keys: RequestKeys, c_inv: torch.Tensor,
@@ -208,7 +210,8 @@ def first_token_anomaly(model: Model, p: dict, layer: int, keys: RequestKeys, re
                         c_inv: torch.Tensor) -> dict:
     """First-position keys against later ones, per layer and projected (``first_token``)."""
     return first_token_report(model, layer, keys.k_u, keys.k_bar, keys.positions, [r.subject for r in requests], c_inv,
-                              p["first_token_texts"], p["ppl_max_tokens"], p["first_token_layer_step"])
+                              p["first_token_texts"], p["ppl_max_tokens"], p["first_token_layer_step"],
+                              texts=natural_texts(p["text_corpus"], "heldout")[0])
 
 
 def report(run: Any, edits: pd.DataFrame, variants: Sequence[str], ft: dict, layer: int) -> dict:
@@ -308,6 +311,7 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
         "ppl_base_generic": ref.base["generic"],
         "ppl_base_own": ref.base["own"],
         "cov_corpus": IDENTITY if p["cov"] == IDENTITY else stat.key["corpus"],
+        "text_corpus": natural_texts(p["text_corpus"], "heldout")[1],
         "cov_tokens": stat.n_tokens,
         "cov_condition_number": float(conv.condition_number.iloc[-1]) if len(conv) else float("nan"),
         "cov_direction_cosine_half_tokens": float(conv.direction_cosine_mean.iloc[-2]) if len(conv) > 1 else float("nan"),

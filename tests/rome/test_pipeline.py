@@ -26,6 +26,7 @@ def test_pipeline_runs_end_to_end_on_a_tiny_model(tiny_models, tmp_path, monkeyp
               "clamp_bound_fraction_collapse", "cov_corpus"):
         assert k in s
     assert s["cov_corpus"] == "interp-generic-v1" and s["cov_tokens"] == 400
+    assert s["text_corpus"] == "wikipedia:heldout"  # perplexity probe on held-out Wikipedia by default
     claims = pd.read_csv(tmp_path / "out/rome/tables/claims.csv")
     assert list(claims.columns) == ["claim", "measured", "paper", "verdict"] and len(claims) == 6
     assert set(claims.verdict) <= {"reproduced", "not reproduced", "opposite", "not measurable"}
@@ -78,6 +79,7 @@ def test_quick_sizes_never_override_a_value_the_user_set():
     quick = pipeline.resolve_params({}, quick=True)
     assert quick["cov_tokens"] == pipeline.QUICK["cov_tokens"]
     assert pipeline.DEFAULTS["cov_tokens"] >= 100_000 and pipeline.DEFAULTS["cov_corpus"] == "wikipedia"
+    assert pipeline.DEFAULTS["text_corpus"] == "wikipedia"
     with pytest.raises(InterpError):
         pipeline.resolve_params({"variants": ["consistent"]}, quick=False)
     with pytest.raises(InterpError):
