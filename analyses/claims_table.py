@@ -18,9 +18,14 @@ TITLES = {"recall": "Factual recall (Lv et al. 2024)", "glitch": "Glitch tokens 
 
 
 def cell(value: object) -> str:
-    """A claims.csv row as 'verdict: measured', or the reason there is none."""
+    """A claims.csv row as 'verdict: measured' (a bare number to 3 significant digits), or the reason there is none."""
     if isinstance(value, dict):
-        return f"**{value['verdict']}**: {value['measured']}".replace("|", "/").replace("\n", " ")
+        measured = value["measured"]
+        try:
+            measured = f"{float(measured):.3g}"
+        except (TypeError, ValueError):
+            pass
+        return f"**{value['verdict']}**: {measured}".replace("|", "/").replace("\n", " ")
     return str(value)
 
 
