@@ -54,6 +54,20 @@ from interp.recall.attribution import direct_logit_attribution, final_norm_linea
 from interp.recall.facts import build_prompts, load_relations
 
 
+def answer_readout(model: Model, resid: Float[torch.Tensor, "n d_model"], answer_ids: Sequence[int],
+                   chunk: int = 128) -> tuple[Float[torch.Tensor, "n"], torch.Tensor]:
+    """Answer probability and correctness (answer is the argmax) read from final residual streams."""
+    ans = torch.tensor(list(answer_ids))
+    prob = torch.zeros(len(resid))
+    pred = torch.zeros(len(resid), dtype=torch.long)
+    with torch.no_grad():
+        for a in range(0, len(resid), chunk):
+            lg = model.unembed(resid[a : a + chunk].to(model.device, model.dtype)).float().cpu()
+            prob[a : a + chunk] = torch.softmax(lg, -1).gather(1, ans[a : a + chunk, None])[:, 0]
+            pred[a : a + chunk] = lg.argmax(-1)
+    return prob, pred == ans
+
+
 def ablated_readout(
     model: Model,
     acts: RecallActivations,
@@ -99,15 +113,7 @@ def ablated_readout(
         with torch.no_grad():
             delta = model.head_outputs(new - z, last).detach().float().cpu().sum(1)
         x = x + delta
-    ans = torch.tensor(acts.prompts.answer_ids)
-    prob = torch.zeros(len(x))
-    pred = torch.zeros(len(x), dtype=torch.long)
-    with torch.no_grad():
-        for a in range(0, len(x), chunk):
-            lg = model.unembed(x[a : a + chunk].to(model.device, model.dtype)).float().cpu()
-            prob[a : a + chunk] = torch.softmax(lg, -1).gather(1, ans[a : a + chunk, None])[:, 0]
-            pred[a : a + chunk] = lg.argmax(-1)
-    return prob, pred == ans
+    return answer_readout(model, x, acts.prompts.answer_ids, chunk)
 
 
 def select_suppressor_heads(
@@ -271,15 +277,7 @@ def projected_readout(model: Model, acts: RecallActivations, direction: Float[to
     """
     d = direction.float()
     x = acts.final_resid - gamma * (acts.final_mlp_out @ d)[:, None] * d
-    ans = torch.tensor(acts.prompts.answer_ids)
-    prob = torch.zeros(len(x))
-    pred = torch.zeros(len(x), dtype=torch.long)
-    with torch.no_grad():
-        for a in range(0, len(x), chunk):
-            lg = model.unembed(x[a : a + chunk].to(model.device, model.dtype)).float().cpu()
-            prob[a : a + chunk] = torch.softmax(lg, -1).gather(1, ans[a : a + chunk, None])[:, 0]
-            pred[a : a + chunk] = lg.argmax(-1)
-    return prob, pred == ans
+    return answer_readout(model, x, acts.prompts.answer_ids, chunk)
 
 
 def frequency_projection_hooks(model: Model, direction: Float[torch.Tensor, "d_model"], gamma: float = 1.0) -> list[tuple[str, Any]]:
