@@ -161,8 +161,6 @@ def token_frequency(model: Model, source: str = "wikipedia") -> TokenFrequency:
         return TokenFrequency(counts, f"model:{corpus_mod.GENERIC_ID}", n)
     if source == "wikipedia":
         texts, source_id = corpus_mod.wikipedia_texts("train"), corpus_mod.WIKIPEDIA_ID
-    elif source in SOURCES:
-        raise AssertionError(source)
     else:
         if not Path(source).expanduser().exists():
             raise InterpError(f"frequency source must be one of {SOURCES} or a text file/folder; {source!r} is neither")
