@@ -232,15 +232,40 @@ def _load(args: argparse.Namespace):
     return model
 
 
+def _ranks(args: argparse.Namespace, body: Any) -> int:
+    """Run ``body()`` as one process, or under ``torchrun`` as rank 0 while the other ranks load the
+    same model and take their share of each sharded pass (:mod:`interp.distributed`)."""
+    from interp import distributed
+
+    world = distributed.join(args.device or "cpu")
+    if world.size == 1:
+        return body()
+    if not world.is_main:  # rank 0 checks the options and owns the results folder
+        check_model_args(args)
+        model = _load(args)
+        n = distributed.serve(model)
+        print(f"rank {world.rank}/{world.size}: took part in {n} sharded pass(es)", file=sys.stderr)
+        distributed.finish(world)
+        return 0
+    try:
+        return body()
+    finally:
+        distributed.release()
+        distributed.finish(world)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from interp.analyses import run_analysis
 
-    _check_runs(args, [args.analysis], _parse_sets(args.set))
-    model = _load(args)
-    folder = run_analysis(args.analysis, model, Path(args.out), args.quick, args.seed, args.fresh, not args.no_png,
-                          _parse_sets(args.set))
-    print((folder / "summary.json").read_text())
-    return 0
+    def body() -> int:
+        _check_runs(args, [args.analysis], _parse_sets(args.set))
+        model = _load(args)
+        folder = run_analysis(args.analysis, model, Path(args.out), args.quick, args.seed, args.fresh, not args.no_png,
+                              _parse_sets(args.set))
+        print((folder / "summary.json").read_text())
+        return 0
+
+    return _ranks(args, body)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -281,15 +306,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if overrides:
         raise InterpError("--set is per analysis; use `interp run ANALYSIS --set ...`")
     names = args.only or list(ANALYSES)
-    _check_runs(args, names, {})
-    model = _load(args)
-    out = Path(args.out)
-    for name in names:
-        run_analysis(name, model, out, args.quick, args.seed, args.fresh, not args.no_png, {})
-    from interp.report import write_model_page
 
-    print(f"wrote {write_model_page(out)}")
-    return 0
+    def body() -> int:
+        _check_runs(args, names, {})
+        model = _load(args)
+        out = Path(args.out)
+        for name in names:
+            run_analysis(name, model, out, args.quick, args.seed, args.fresh, not args.no_png, {})
+        from interp.report import write_model_page
+
+        print(f"wrote {write_model_page(out)}")
+        return 0
+
+    return _ranks(args, body)
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:

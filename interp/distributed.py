@@ -14,11 +14,17 @@ processed the same way whichever rank runs it, the result equals a one-process r
 
 from __future__ import annotations
 
+import datetime
+import importlib
+import json
 import os
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import torch
+
+from interp.errors import InterpError
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,10 @@ def init(device: str = "cpu") -> World:
     if not torch.distributed.is_initialized():
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        torch.distributed.init_process_group(backend=backend)
+        # ranks other than 0 wait in a broadcast while rank 0 runs an analysis's unsharded steps: allow
+        # hours, not the default 30 minutes (INTERP_DIST_TIMEOUT, seconds)
+        timeout = datetime.timedelta(seconds=float(os.environ.get("INTERP_DIST_TIMEOUT", 24 * 3600)))
+        torch.distributed.init_process_group(backend=backend, timeout=timeout)
     return World(rank=rank, size=size, backend=backend)
 
 
@@ -69,3 +78,148 @@ def finish(world: World) -> None:
     """Leave the process group (after the last barrier)."""
     if world.size > 1 and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+# ------------------------------------------------------------------ sharded passes inside `interp run`
+
+_WORLD = World()
+
+# the passes a rank may be asked to run: "module:function", each taking (model, **kwargs)
+TASKS = ("interp.recall.activations:collect_activations", "interp.rome.layer_stats:layer_stats")
+
+
+def current() -> World:
+    """The world :func:`join` set for this process (rank 0 of 1 unless running under ``torchrun``)."""
+    return _WORLD
+
+
+def join(device: str = "cpu") -> World:
+    """:func:`init`, remembered as this process's :func:`current` world."""
+    global _WORLD
+    _WORLD = init(device)
+    return _WORLD
+
+
+def dispatch(task: str, **kwargs: Any) -> None:
+    """Rank 0: ask every other rank to run ``task(model, **kwargs)`` with it (a no-op alone)."""
+    w = current()
+    if w.size <= 1 or not w.is_main:
+        return
+    if task not in TASKS:
+        raise InterpError(f"unknown sharded task {task!r}")
+    torch.distributed.broadcast_object_list([(task, kwargs)], src=0)
+
+
+def release() -> None:
+    """Rank 0: tell the waiting ranks there is no more work (a no-op alone)."""
+    w = current()
+    if w.size > 1 and w.is_main and torch.distributed.is_initialized():
+        torch.distributed.broadcast_object_list([None], src=0)
+
+
+def serve(model: Any) -> int:
+    """Ranks other than 0: run the passes rank 0 dispatches until it releases them.
+
+    Returns:
+        How many passes this rank took part in.
+    """
+    n = 0
+    while True:
+        box: list[Any] = [None]
+        torch.distributed.broadcast_object_list(box, src=0)
+        if box[0] is None:
+            return n
+        task, kwargs = box[0]
+        if task not in TASKS:
+            raise InterpError(f"rank 0 sent an unknown task {task!r}")
+        mod, fn = task.split(":")
+        getattr(importlib.import_module(mod), fn)(model, **kwargs)
+        n += 1
+
+
+def _key_text(key: dict) -> str:
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def chunk_ready(path: Path, key: dict) -> bool:
+    """Whether ``path`` holds a finished chunk stored under ``key`` (reads the header only)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("key") == _key_text(key)
+    except Exception:  # noqa: BLE001 - a torn or foreign file is recomputed
+        return False
+
+
+def save_chunk(path: Path, tensors: dict[str, torch.Tensor], key: dict) -> None:
+    """Store one chunk's tensors as safetensors with ``key`` in its header, atomically."""
+    from safetensors.torch import save_file
+
+    from interp.store import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda t: save_file(tensors, str(t), metadata={"key": _key_text(key)}))
+
+
+def load_chunk(path: Path, key: dict) -> dict[str, torch.Tensor]:
+    """A chunk :func:`save_chunk` stored under ``key`` (the key is checked before the tensors are read).
+
+    Raises:
+        InterpError: when it is missing or was stored under another key.
+    """
+    from safetensors.torch import load_file
+
+    if not chunk_ready(path, key):
+        raise InterpError(f"shard file {path} is missing or belongs to another run")
+    return load_file(str(path))
+
+
+def map_chunks(n_chunks: int, compute: Callable[[int], dict[str, torch.Tensor]], folder: Optional[Path],
+               key: dict, desc: str = "chunks") -> Optional[list[dict[str, torch.Tensor]]]:
+    """Compute chunks ``0 .. n_chunks-1`` shared among the ranks; rank 0 gets all of them in order.
+
+    Each rank computes the chunks it owns (:meth:`World.owns`) and stores each in ``folder`` as it
+    finishes (a restarted pass skips the stored ones); after a barrier rank 0 reads them all and
+    removes the folder. With no ``folder`` the pass is not shared: this process computes every chunk
+    in memory.
+
+    Args:
+        n_chunks: how many chunks.
+        compute: chunk index -> its tensors (computed the same way whichever rank runs it).
+        folder: where the chunk files go (needed with several ranks).
+        key: what the chunks are of (stored in every file and checked when read back).
+        desc: progress bar label (shown for more than one chunk unless ``INTERP_PROGRESS=0``).
+
+    Returns:
+        The chunks in order on rank 0; None on the other ranks.
+    """
+    from tqdm.auto import tqdm
+
+    w = current() if folder is not None else World()  # no folder: not shared, this process does it all
+    mine = [k for k in range(n_chunks) if w.owns(k)]
+    bar = tqdm(mine, desc=desc if w.size == 1 else f"{desc} [rank {w.rank}/{w.size}]", unit="chunk", leave=False,
+               disable=len(mine) < 2 or os.environ.get("INTERP_PROGRESS", "1") == "0")
+    if folder is None:
+        return [compute(k) for k in bar]
+    folder = Path(folder)
+    try:
+        for k in bar:
+            path = folder / f"chunk_{k:05d}.safetensors"
+            if not chunk_ready(path, {**key, "chunk": k}):
+                save_chunk(path, compute(k), {**key, "chunk": k})
+    finally:  # a rank that fails still meets the others here, so none waits for it forever
+        w.barrier()
+    if not w.is_main:
+        return None
+    out = [load_chunk(folder / f"chunk_{k:05d}.safetensors", {**key, "chunk": k}) for k in range(n_chunks)]
+    for f in folder.glob("chunk_*.safetensors"):
+        f.unlink()
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+    return out

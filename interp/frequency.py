@@ -130,7 +130,7 @@ def model_counts(model: Model, texts: Sequence[str], max_tokens: int = 256) -> t
         chunk = toks[a : a + 8]
         cap = capture(model, chunk, positions="all", logits=True, batch_size=8, progress=False)
         for row, ids in enumerate(chunk):
-            probs = cap.logits[row, : len(ids)].double().softmax(-1)
+            probs = cap.logits[row][: len(ids)].double().softmax(-1)  # positions='all': one tensor per text
             total += probs[:, : model.d_vocab].sum(0)
             n += len(ids)
     return total, n

@@ -9,12 +9,15 @@ probability and rank come from the logits of the same pass.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Optional, Sequence, Union
 
 import torch
 from jaxtyping import Float, Int
 
+from interp import distributed
 from interp.capture import capture
 from interp.errors import InterpError
 from interp.model import Model
@@ -114,13 +117,26 @@ def prompt_inputs(model: Model, prompts: PromptSet, rows: Sequence[int]) -> tupl
     return prefix, [prompts.token_ids[i][P:] for i in rows], P
 
 
+CHUNK_BATCHES = 4  # forward batches per chunk of the activation pass (the unit ranks share)
+
+
+def activation_chunks(prompts: PromptSet, batch_size: int) -> list[list[int]]:
+    """The prompt rows of each chunk: each prefix group cut into runs of ``CHUNK_BATCHES`` batches.
+
+    Chunks are whole batches of one group, so a chunk is batched (and padded) exactly as the
+    group's single capture call would batch it, whichever rank runs it."""
+    size = batch_size * CHUNK_BATCHES
+    return [rows[i : i + size] for rows in prefix_groups(prompts) for i in range(0, len(rows), size)]
+
+
 def collect_activations(
     model: Model,
     prompts: PromptSet,
     layers: Optional[Sequence[int]] = None,
     batch_size: int = 32,
     dtype: torch.dtype = torch.float32,
-) -> RecallActivations:
+    shard_dir: Optional[Union[str, Path]] = None,
+) -> Optional[RecallActivations]:
     """Run every prompt once and keep the last-position activations the analyses need.
 
     Args:
@@ -129,23 +145,19 @@ def collect_activations(
         layers: layers to keep (default: all).
         batch_size: prompts per forward pass.
         dtype: storage dtype of the kept activations.
+        shard_dir: a folder for per-chunk files. With it the pass is shared among ``torchrun``
+            ranks (:mod:`interp.distributed`: rank 0 dispatches it, every rank runs its chunks)
+            and resumes chunk by chunk; without it one process runs everything in memory.
 
     Returns:
-        The :class:`RecallActivations`.
+        The :class:`RecallActivations` (None on ranks other than 0).
     """
     layers = list(range(model.n_layers)) if layers is None else sorted({int(x) % model.n_layers for x in layers})
+    if shard_dir is not None:
+        distributed.dispatch("interp.recall.activations:collect_activations", prompts=prompts, layers=layers,
+                             batch_size=batch_size, dtype=dtype, shard_dir=shard_dir)
     last = model.n_layers - 1
-    n, nl, H = len(prompts), len(layers), model.n_heads
-    resid = torch.zeros(n, nl, model.d_model, dtype=dtype)
-    mlp = torch.zeros(n, nl, model.d_model, dtype=dtype)
-    z = torch.zeros(n, nl, H, model.d_head, dtype=dtype)
-    attn_arg = torch.zeros(n, nl, H)
-    attn_first = torch.zeros(n, nl, H)
-    final = torch.zeros(n, model.d_model, dtype=torch.float32)
-    final_mlp = torch.zeros(n, model.d_model, dtype=torch.float32)
-    prob = torch.zeros(n)
-    rank = torch.zeros(n, dtype=torch.long)
-    pred = torch.zeros(n, dtype=torch.long)
+    H = model.n_heads
     hooks: list[str] = []
     for L in layers:
         hooks += [model.hook("resid_post", L), model.hook("mlp_out", L), model.hook("z", L), model.hook("pattern", L)]
@@ -154,25 +166,49 @@ def collect_activations(
     for h in (final_hook, final_mlp_hook):
         if h not in hooks:
             hooks.append(h)
-    for rows in prefix_groups(prompts):
+    chunks = activation_chunks(prompts, batch_size)
+
+    def compute(k: int) -> dict[str, torch.Tensor]:
+        rows = chunks[k]
         prefix, ids, _ = prompt_inputs(model, prompts, rows)
         cap = capture(model, ids, hooks=hooks, positions="last", prefix=prefix, logits=True, batch_size=batch_size,
-                      desc=f"recall prompts ({prompts.shots}-shot)")
-        idx = torch.tensor(rows)
+                      progress=False)
+        n, nl = len(rows), len(layers)
+        out = {"attn_arg": torch.zeros(n, nl, H), "attn_first": torch.zeros(n, nl, H)}
+        out["resid_post"] = torch.stack([cap.acts[model.hook("resid_post", L)].to(dtype) for L in layers], 1)
+        out["mlp_out"] = torch.stack([cap.acts[model.hook("mlp_out", L)].to(dtype) for L in layers], 1)
+        out["z"] = torch.stack([cap.acts[model.hook("z", L)].to(dtype) for L in layers], 1)
         for j, L in enumerate(layers):
-            resid[idx, j] = cap.acts[model.hook("resid_post", L)].to(dtype)
-            mlp[idx, j] = cap.acts[model.hook("mlp_out", L)].to(dtype)
-            z[idx, j] = cap.acts[model.hook("z", L)].to(dtype)
             pat = cap.acts[model.hook("pattern", L)].float()  # [n, head, key]
-            attn_first[idx, j] = pat[:, :, 0]
+            out["attn_first"][:, j] = pat[:, :, 0]
             for r, i in enumerate(rows):
-                attn_arg[i, j] = pat[r][:, prompts.arg_positions[i]].sum(-1)
-        final[idx] = cap.acts[final_hook].float()
-        final_mlp[idx] = cap.acts[final_mlp_hook].float()
+                out["attn_arg"][r, j] = pat[r][:, prompts.arg_positions[i]].sum(-1)
+        out["final_resid"] = cap.acts[final_hook].float()
+        out["final_mlp_out"] = cap.acts[final_mlp_hook].float()
         logp = torch.log_softmax(cap.logits.float(), dim=-1)
-        ans = torch.tensor([prompts.answer_ids[i] for i in rows])
-        a = logp.gather(1, ans[:, None])[:, 0]
-        prob[idx] = a.exp()
-        rank[idx] = (logp > a[:, None]).sum(-1)
-        pred[idx] = logp.argmax(-1)
-    return RecallActivations(prompts, layers, resid, mlp, z, attn_arg, attn_first, final, final_mlp, prob, rank, pred)
+        a = logp.gather(1, torch.tensor([prompts.answer_ids[i] for i in rows])[:, None])[:, 0]
+        out["answer_prob"], out["answer_rank"], out["pred"] = a.exp(), (logp > a[:, None]).sum(-1), logp.argmax(-1)
+        return out
+
+    key = {"pass": "recall-activations-v1", "model": model.weight_hash, "layers": layers, "batch_size": batch_size,
+           "dtype": str(dtype), "prompts": hashlib.sha256("\x00".join(prompts.texts).encode()).hexdigest()[:20]}
+    parts = distributed.map_chunks(len(chunks), compute, None if shard_dir is None else Path(shard_dir), key,
+                                   desc=f"recall prompts ({prompts.shots}-shot)")
+    if parts is None:
+        return None
+    if not parts:
+        nl, d = len(layers), model.d_model
+        z3, z2 = torch.zeros(0, nl, d, dtype=dtype), torch.zeros(0, d)
+        return RecallActivations(prompts, layers, z3, z3, torch.zeros(0, nl, H, model.d_head, dtype=dtype),
+                                 torch.zeros(0, nl, H), torch.zeros(0, nl, H), z2, z2, torch.zeros(0),
+                                 torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+    order = torch.tensor([i for rows in chunks for i in rows], dtype=torch.long)
+    inv = torch.empty_like(order)
+    inv[order] = torch.arange(len(order))
+
+    def cat(name: str) -> torch.Tensor:
+        return torch.cat([c[name] for c in parts])[inv]
+
+    return RecallActivations(prompts, layers, cat("resid_post"), cat("mlp_out"), cat("z"), cat("attn_arg"),
+                             cat("attn_first"), cat("final_resid"), cat("final_mlp_out"), cat("answer_prob"),
+                             cat("answer_rank"), cat("pred"))

@@ -23,6 +23,7 @@ holding its equation and stores what it computes (stages resume after an interru
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from interp import distributed
 from interp.errors import InterpError
 from interp.model import Model
 from interp.recall import figures as F
@@ -126,9 +128,15 @@ def step_capture(model: Model, run: Any, p: dict[str, Any]) -> RecallData:
 
     def collect() -> dict[str, RecallActivations]:
         out = {}
+        several = distributed.current().size > 1  # under torchrun: shared among the ranks, resumable per chunk
         for label, shots in (("zero", 0), ("few", int(p["shots"]))):
             ps = build_prompts(model, rels, shots=shots, templates=templates, max_facts=p["max_facts"], path=p["facts_file"])
-            out[label] = collect_activations(model, ps, batch_size=int(p["batch_size"]))
+            got = collect_activations(model, ps, batch_size=int(p["batch_size"]),
+                                      shard_dir=run.dir / "shards" / f"activations-{label}" if several else None)
+            assert got is not None  # rank 0 runs the pipeline
+            out[label] = got
+        if several:
+            shutil.rmtree(run.dir / "shards", ignore_errors=True)  # gathered: the per-chunk files are spent
         return out
 
     acts = run.stage("activations", collect, key="final-mlp-v2")

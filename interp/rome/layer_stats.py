@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 import interp
 from interp import corpus as corpus_mod
+from interp import distributed
 from interp.errors import InterpError
 from interp.loading import cache_dir
 from interp.model import Model
@@ -243,8 +244,11 @@ def layer_stats(
         use_cache: read and write the on-disk cache.
         n_snapshots: running-moment snapshots kept for the convergence report.
 
+    Under ``torchrun`` (:mod:`interp.distributed`) the chunks of texts are shared among the ranks and
+    rank 0 adds their sums: the same statistic as one process, up to float64 summation order.
+
     Returns:
-        The statistic (from the cache when one with the same key exists).
+        The statistic (from the cache when one with the same key exists); None on ranks other than 0.
     """
     if corpus == IDENTITY:
         return identity_stats(model, layer)
@@ -254,52 +258,123 @@ def layer_stats(
         raise InterpError(f"layer {layer} out of range for {model.n_layers} layers")
     key = stats_key(model, layer, corpus, n_tokens, max_tokens, seed)
     path = stats_path(key)
-    if use_cache:
+    w = distributed.current()
+    if use_cache and w.is_main:  # a rank asked to help computes (its cache may differ from rank 0's)
         hit = _read_cache(path, key)
         if hit is not None:
             return hit
+    if w.size > 1:
+        distributed.dispatch("interp.rome.layer_stats:layer_stats", layer=layer, corpus=corpus, n_tokens=n_tokens,
+                             max_tokens=max_tokens, seed=seed, batch_size=batch_size, use_cache=use_cache,
+                             n_snapshots=n_snapshots)
     description = "text sampled from the model itself (seeded starter word + random word, greedy continuation)" \
         if corpus == "model" else corpus_texts(corpus)[1]
     hook = key_hook(layer)
-    d = model.d_mlp
-    acc = torch.zeros(d, d, dtype=torch.float64)
-    count, n_texts = 0, 0
-    marks = snapshot_marks(n_tokens, n_snapshots)
-    snaps: dict[int, torch.Tensor] = {}
-    pending: list[list[int]] = []
-
-    def flush() -> None:
-        nonlocal acc, count, n_texts
-        cap = interp.capture(model, pending, hooks=[hook], positions="all", batch_size=batch_size,
-                             stop_at_layer=layer + 1, progress=False)
-        for k in cap.acts[hook]:
-            k = k.float()
-            acc += (k.T @ k).double()
-            count += k.shape[0]
-        n_texts += len(pending)
-        pending.clear()
-
-    pending_tokens = 0
-    for t in token_stream(model, corpus, n_tokens, max_tokens, seed):
-        pending.append(t)
-        pending_tokens += len(t)
-        crossed = any(count < m <= count + pending_tokens for m in marks)
-        if crossed or len(pending) >= batch_size * 4:
-            flush()
-            pending_tokens = 0
-            if crossed:
-                # at the first text boundary past each mark (texts are never split: a split text's
-                # second part would start on an anomalous first-token key)
-                snaps[count] = (acc / count).float()
-    if pending:
-        flush()
-    if count == 0:
+    chunks, ends = stat_chunks(list(token_stream(model, corpus, n_tokens, max_tokens, seed)),
+                               snapshot_marks(n_tokens, n_snapshots), batch_size)
+    if not chunks:
         raise InterpError(f"corpus {corpus!r} gave no tokens")
+    snap_at = snapshot_chunks(ends, snapshot_marks(n_tokens, n_snapshots))
+    state = _shard_state(model, key, chunks, snap_at, hook, layer, batch_size, w, path)
+    if not w.is_main:
+        return None  # type: ignore[return-value]
+    acc = state["sum"]
+    count, n_texts = int(ends[-1]), sum(len(c) for c in chunks)
+    snaps = {int(ends[c]): (state[f"partial_{c}"] / float(ends[c])).float() for c in snap_at}
     snaps[count] = (acc / count).float()
     stat = LayerStats(acc / count, count, n_texts, snaps, key, path, False, description)
     if use_cache:
         _write_cache(stat)
     return stat
+
+
+def stat_chunks(texts: list[list[int]], marks: list[int], batch_size: int) -> tuple[list[list[list[int]]], list[int]]:
+    """The texts cut into chunks of at most ``batch_size`` (one forward pass each), a chunk also ending
+    at the text that first reaches each snapshot mark (texts are never split: a split text's second
+    part would start on an anomalous first-token key). Returns the chunks and the token count after
+    each chunk."""
+    chunks: list[list[list[int]]] = []
+    ends: list[int] = []
+    cur: list[list[int]] = []
+    count = 0
+    for t in texts:
+        crossed = any(count < m <= count + len(t) for m in marks)
+        cur.append(t)
+        count += len(t)
+        if crossed or len(cur) >= batch_size:
+            chunks.append(cur)
+            ends.append(count)
+            cur = []
+    if cur:
+        chunks.append(cur)
+        ends.append(count)
+    return chunks, ends
+
+
+def snapshot_chunks(ends: list[int], marks: list[int]) -> list[int]:
+    """The chunk after which each snapshot is taken (the first chunk ending at or past its mark)."""
+    return sorted({next(i for i, e in enumerate(ends) if e >= m) for m in marks if m <= ends[-1]} - {len(ends) - 1})
+
+
+CHECKPOINT_CHUNKS = 32  # a rank of a sharded pass stores its running sums after this many chunks
+
+
+def _shard_state(model: Model, key: dict, chunks: list[list[list[int]]], snap_at: list[int], hook: str, layer: int,
+                 batch_size: int, w: "distributed.World", path: Path) -> dict[str, torch.Tensor]:
+    """This rank's sums over the chunks it owns, and on rank 0 everyone's: ``sum`` (float64) and
+    ``partial_C`` (the sum up to chunk C, for the snapshots). One process keeps them in memory; under
+    ``torchrun`` each rank stores its state in ``<cache file>.parts/`` (every
+    :data:`CHECKPOINT_CHUNKS` chunks, so a restarted rank resumes) and rank 0 adds them up."""
+    d = model.d_mlp
+    acc = torch.zeros(d, d, dtype=torch.float64)
+    partial: dict[int, torch.Tensor] = {}
+    start = 0
+    parts = path.with_suffix(".parts")
+    rank_key = {**key, "world": w.size, "rank": w.rank, "batch_size": batch_size}
+    rank_file = parts / f"rank{w.rank:03d}-of-{w.size:03d}.safetensors"
+
+    def save(next_chunk: int) -> None:
+        distributed.save_chunk(rank_file, {"sum": acc, "next": torch.tensor(next_chunk),
+                                           **{f"partial_{c}": v for c, v in partial.items()}}, rank_key)
+
+    if w.size > 1 and distributed.chunk_ready(rank_file, rank_key):
+        got = distributed.load_chunk(rank_file, rank_key)
+        acc, start = got["sum"], int(got["next"])
+        partial = {int(k.split("_")[1]): v for k, v in got.items() if k.startswith("partial_")}
+    done = 0
+    try:
+        for c in range(start, len(chunks)):
+            if w.owns(c):
+                cap = interp.capture(model, chunks[c], hooks=[hook], positions="all", batch_size=batch_size,
+                                     stop_at_layer=layer + 1, progress=False)
+                for k in cap.acts[hook]:
+                    k = k.float()
+                    acc += (k.T @ k).double()
+                done += 1
+            if c in snap_at:
+                partial[c] = acc.clone()
+            if w.size > 1 and (done and done % CHECKPOINT_CHUNKS == 0 and w.owns(c) or c == len(chunks) - 1):
+                save(c + 1)
+    finally:  # a rank that fails still meets the others here, so none waits for it forever
+        w.barrier()
+    if w.size == 1:
+        return {"sum": acc, **{f"partial_{c}": v for c, v in partial.items()}}
+    if not w.is_main:
+        return {}
+    total: dict[str, torch.Tensor] = {}
+    for r in range(w.size):
+        f = parts / f"rank{r:03d}-of-{w.size:03d}.safetensors"
+        got = distributed.load_chunk(f, {**rank_key, "rank": r})
+        for name, v in got.items():
+            if name != "next":
+                total[name] = total[name] + v if name in total else v
+    for f in parts.glob("rank*.safetensors"):
+        f.unlink()
+    try:
+        parts.rmdir()
+    except OSError:
+        pass
+    return total
 
 
 def inverse_covariance(mom2: Float[torch.Tensor, "d_mlp d_mlp"], ridge: float = 0.0) -> Float[torch.Tensor, "d_mlp d_mlp"]:

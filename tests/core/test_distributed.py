@@ -49,3 +49,70 @@ def test_two_gloo_ranks_give_the_one_process_labels(tmp_path):
     # both ranks wrote chunk files (per-shard stage files); rank 0 alone wrote the ground truth
     assert len(list((tmp_path / "w2").glob("chunk_*.csv.gz"))) == 6
     assert len(list((tmp_path / "o2").iterdir())) == 2
+
+
+def test_map_chunks_resumes_stored_chunks_and_checks_their_key(tmp_path, monkeypatch):
+    import torch
+
+    from interp import distributed
+
+    monkeypatch.setattr(distributed, "_WORLD", World())
+    key = {"pass": "t"}
+    distributed.save_chunk(tmp_path / "chunk_00001.safetensors", {"x": torch.tensor([10.0])}, {**key, "chunk": 1})
+    distributed.save_chunk(tmp_path / "chunk_00002.safetensors", {"x": torch.tensor([99.0])}, {"pass": "other", "chunk": 2})
+    calls = []
+
+    def compute(k):
+        calls.append(k)
+        return {"x": torch.tensor([float(k)])}
+
+    got = distributed.map_chunks(3, compute, tmp_path, key)
+    assert calls == [0, 2]  # chunk 1 was stored under this key; chunk 2 under another, so recomputed
+    assert [float(c["x"]) for c in got] == [0.0, 10.0, 2.0]
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # rank 0 removes the spent chunk files
+
+
+def _tables(folder):
+    out = {}
+    for f in sorted(Path(folder).glob("tables/*.csv")):
+        df = pd.read_csv(f, keep_default_na=False)
+        out[f.name] = df.drop(columns=[c for c in df.columns if c.startswith("seconds")])
+    return out
+
+
+@pytest.mark.slow
+def test_interp_run_under_torchrun_shares_the_recall_and_rome_passes(tmp_path):
+    """`interp run recall` / `rome` under torchrun (two gloo ranks): rank 1 takes part in the activation
+    pass and the key-statistics pass, and every table equals the one-process run's."""
+    folder = tmp_path / "tiny-llama"
+    tiny_hf_model("llama").save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    env = dict(os.environ, OMP_NUM_THREADS="1", INTERP_PROGRESS="0")
+    env.pop("WORLD_SIZE", None)
+    common = ["--model", str(folder), "--quick", "--no-png"]
+    sets = {"recall": ['relations=["country_capital","element_symbol"]', "max_facts=8", "analyse=all", "frequency_source=model",
+                       "ppl_texts=2", "selection_texts=2", "independent_facts=2", "n_random=1", "batch_size=2"],
+            "rome": ["n_requests=2", "country_requests=0", "cov_tokens=3000", "v_steps=3", "v_contexts=2", "ppl_generic=2",
+                     "ppl_generations=2", "first_token_texts=4"]}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for analysis, values in sets.items():
+        args = ["-m", "interp.cli", "run", analysis, *common, *[a for v in values for a in ("--set", v)]]
+        logs = {}
+        for n, prefix in ((1, [sys.executable]), (2, torchrun)):
+            r = subprocess.run([*prefix, *args, "--out", str(tmp_path / f"{analysis}{n}")], capture_output=True, text=True,
+                               timeout=600, cwd=Path(__file__).parents[2],
+                               env={**env, "INTERP_CACHE": str(tmp_path / f"cache{n}")})
+            assert r.returncode == 0, r.stderr[-3000:]
+            logs[n] = r.stderr
+        assert "rank 1/2: took part in" in logs[2] and "took part in 0 " not in logs[2]
+        one, two = _tables(tmp_path / f"{analysis}1" / analysis), _tables(tmp_path / f"{analysis}2" / analysis)
+        assert one.keys() == two.keys() and len(one) > 3
+        for name in one:
+            pd.testing.assert_frame_equal(one[name], two[name], rtol=1e-6, obj=name)
+        assert not (tmp_path / f"{analysis}2" / analysis / "shards").exists()
+    from safetensors.torch import load_file
+
+    c1, c2 = (load_file(str(next((tmp_path / f"cache{n}" / "stats").glob("*.safetensors")))) for n in (1, 2))
+    assert c1.keys() == c2.keys() and len(c1) > 2  # the running snapshots too
+    for k in c1:
+        assert (c1[k] - c2[k]).abs().max() <= 1e-9 * c1[k].abs().max(), k

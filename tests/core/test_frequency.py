@@ -46,3 +46,15 @@ def test_wikipedia_frequency_on_the_real_tokenizer(smollm):
     w = frequency.token_frequency(smollm, "wordfreq")
     the, paris = smollm.to_single_token(" the"), smollm.to_single_token(" Paris")
     assert w.counts[the] > w.counts[paris] > 0
+
+
+def test_model_source_is_the_models_summed_next_token_distribution(tiny_models):
+    m = tiny_models["llama"]
+    texts = ["The capital of France is Paris.", "Gold has the symbol Au."]
+    counts, n = frequency.model_counts(m, texts)
+    toks = m.encode(texts)
+    assert n == sum(len(t) for t in toks)
+    with torch.no_grad():  # the same sum from plain forward passes, one text at a time
+        direct = sum(torch.softmax(m(torch.tensor([t]))[0].double(), -1)[:, : m.d_vocab].sum(0) for t in toks)
+    assert torch.allclose(counts, direct, atol=1e-4)
+    assert counts.sum().item() == pytest.approx(n, rel=1e-5)
