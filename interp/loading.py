@@ -14,6 +14,7 @@ skip the dequantization.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -416,10 +417,18 @@ def build_bridge(hf_model: Any, tokenizer: Any, model_name: str):
 
     arch = (getattr(hf_model.config, "architectures", None) or [type(hf_model).__name__])[0]
     check_bridgeable(arch, model_name)
+    tl_tokenizer = tokenizer
+    if tokenizer is not None and tokenizer.bos_token is not None and tokenizer_adds_bos(tokenizer) \
+            and not tokenizer.init_kwargs.get("add_bos_token"):
+        # TransformerLens reloads any tokenizer whose init arguments do not say add_bos_token=True
+        # (9 s for Gemma's 262k vocabulary); this one already puts BOS first, so hand it a copy
+        # that says so instead (the copy's own attributes, so the bridge's settings stay its own)
+        tl_tokenizer = copy.copy(tokenizer)
+        tl_tokenizer.init_kwargs = {**tokenizer.init_kwargs, "add_bos_token": True}
     try:
         with hf_quiet():
             return build_bridge_from_module(
-                hf_model, arch, hf_config=hf_model.config, tokenizer=tokenizer, model_name=model_name
+                hf_model, arch, hf_config=hf_model.config, tokenizer=tl_tokenizer, model_name=model_name
             )
     except Exception as e:  # noqa: BLE001
         raise InterpError(f"TransformerLens could not bridge {arch} ({model_name}): {type(e).__name__}: {e}") from e

@@ -36,7 +36,10 @@ def _configs() -> dict[str, tuple[str, Callable[[], Any]]]:
                                                            hidden_size=64, intermediate_size=128, max_position_embeddings=256, **common)),
         "gemma3": ("Gemma3ForCausalLM", lambda: T.Gemma3TextConfig(num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
                                                                    hidden_size=64, intermediate_size=128, head_dim=16,
-                                                                   max_position_embeddings=256, sliding_window=16, **common)),
+                                                                   max_position_embeddings=256, sliding_window=16,
+                                                                   # sliding (local rotary) layers, then a global one, as Gemma 3
+                                                                   layer_types=["sliding_attention", "sliding_attention",
+                                                                                "full_attention"], **common)),
         # Qwen2: grouped-query attention with QKV biases and an untied unembedding, as Qwen2.5
         "qwen2": ("Qwen2ForCausalLM", lambda: T.Qwen2Config(num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
                                                            hidden_size=64, intermediate_size=128, max_position_embeddings=256,

@@ -39,7 +39,7 @@ from interp.recall.attribution import component_logits, direct_logit_attribution
 
 
 def next_token_stats(
-    model: Model, texts: Sequence[str], batch_size: int = 8, max_tokens: int = 256
+    model: Model, texts: Sequence[str], batch_size: int = 8, max_tokens: int = 256, tail: Optional[Any] = None
 ) -> tuple[Float[torch.Tensor, "d_vocab"], float, int]:
     """The model's mean next-token distribution over ``texts`` and its perplexity on them.
 
@@ -50,6 +50,8 @@ def next_token_stats(
         texts: paragraphs of generic text.
         batch_size: texts per forward pass.
         max_tokens: each text is cut to this many tokens.
+        tail: an :class:`interp.tail.TailCache` of the same texts (cut the same way): only its last
+            blocks are re-run (exact when the active hooks act in none of the earlier blocks).
 
     Returns:
         ``(mean_probs, perplexity, n_tokens_scored)``.
@@ -60,10 +62,15 @@ def next_token_stats(
         raise InterpError("no text of at least 2 tokens to measure")
     mean = torch.zeros(model.d_vocab, dtype=torch.float64)
     nll, count = 0.0, 0
+    if tail is not None and tail.seqs != toks:
+        raise InterpError("the tail cache holds other texts than the ones measured")
     for a in tqdm(range(0, len(toks), batch_size), desc="generic text", unit="batch", disable=len(toks) <= batch_size or os.environ.get("INTERP_PROGRESS", "1") == "0"):
         chunk = toks[a : a + batch_size]
-        cap = capture(model, chunk, positions="all", logits=True, batch_size=batch_size, progress=False)
-        for t, lg in zip(chunk, cap.logits):
+        if tail is not None:
+            logits = tail.logits("all", rows=range(a, a + len(chunk)))
+        else:
+            logits = capture(model, chunk, positions="all", logits=True, batch_size=batch_size, progress=False).logits
+        for t, lg in zip(chunk, logits):
             logp = torch.log_softmax(lg.float(), -1)
             mean += logp.exp().sum(0).double()
             tgt = torch.tensor(t[1:])

@@ -49,6 +49,7 @@ from interp.model import Model
 from interp.recall import sources
 from interp.recall.ablation import Head, ablate_heads, ablation_hooks, head_name
 from interp.recall.activations import RecallActivations, collect_activations, prefix_groups, prompt_inputs
+from interp.tail import TailCache, tail_supported
 from interp.recall.anti_overconfidence import log_frequency, next_token_stats
 from interp.recall.attribution import direct_logit_attribution, final_norm_linear
 from interp.recall.facts import build_prompts, load_relations
@@ -172,7 +173,8 @@ def select_suppressor_heads(
 
     def measure(hs: list[Head]) -> tuple[float, float]:
         with ablate_heads(model, hs, mode=mode, means=m, scale=scale):
-            return pool([evaluate_recall(model, a, batch_size, desc=f"train {','.join(map(head_name, hs))}") for a in train])
+            return pool([evaluate_recall(model, a, batch_size, desc=f"train {','.join(map(head_name, hs))}", from_layer=last)
+                         for a in train])
 
     dla = []
     for a in train:
@@ -206,8 +208,19 @@ def select_suppressor_heads(
     return chosen, pd.DataFrame(trace)
 
 
-def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32, desc: str = "evaluate") -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32, desc: str = "evaluate",
+                    from_layer: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Answer probability and correctness of every prompt under whatever hooks are active.
+
+    Args:
+        model: the model.
+        acts: the prompts' activations (their prompt set is what is run).
+        batch_size: prompts per forward pass.
+        desc: progress label.
+        from_layer: the first block the active hooks act in, when they act in no earlier one: the
+            residual streams entering it are computed once per prompt set and kept, and each
+            evaluation re-runs only the blocks from there on (:mod:`interp.tail`; exact). None:
+            whole forward passes.
 
     Returns:
         ``(answer_prob, correct)`` per prompt of ``acts.prompts``.
@@ -215,15 +228,42 @@ def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32,
     p = acts.prompts
     prob = torch.zeros(len(p))
     ok = torch.zeros(len(p), dtype=torch.bool)
-    for rows in prefix_groups(p):
-        prefix, ids, _ = prompt_inputs(model, p, rows)
-        cap = capture(model, ids, prefix=prefix, logits=True, batch_size=batch_size, desc=desc)
+    tails = _prompt_tails(model, acts, from_layer, batch_size) if from_layer is not None else None
+    for g, rows in enumerate(prefix_groups(p)):
+        if tails is not None:
+            lg = torch.stack(tails[g].logits("last")).float()
+        else:
+            prefix, ids, _ = prompt_inputs(model, p, rows)
+            lg = capture(model, ids, prefix=prefix, logits=True, batch_size=batch_size, desc=desc).logits.float()
         ans = torch.tensor([p.answer_ids[i] for i in rows])
-        lg = cap.logits.float()
         idx = torch.tensor(rows)
         prob[idx] = torch.softmax(lg, -1).gather(1, ans[:, None])[:, 0]
         ok[idx] = lg.argmax(-1) == ans
     return prob, ok
+
+
+def _prompt_tails(model: Model, acts: RecallActivations, start: int, batch_size: int) -> Optional[list[TailCache]]:
+    """One :class:`~interp.tail.TailCache` per prefix group of ``acts``' prompts, made once and kept on
+    ``acts`` (None where the model's blocks cannot be resumed, or ``start`` is the first block)."""
+    if start < 1 or not tail_supported(model):
+        return None
+    kept = acts.__dict__.setdefault("_tails", {})
+    if start not in kept:
+        tails = []
+        for rows in prefix_groups(acts.prompts):
+            prefix, ids, _ = prompt_inputs(model, acts.prompts, rows)
+            tails.append(TailCache(model, ids, start, batch_size, prefix=model.encode(prefix) if prefix else None))
+        kept[start] = tails
+    return kept[start]
+
+
+def text_tail(model: Model, texts: Sequence[str], start: int, max_tokens: int = 256) -> Optional[TailCache]:
+    """A :class:`~interp.tail.TailCache` of ``texts`` as :func:`perplexity` cuts them (None where the
+    model's blocks cannot be resumed)."""
+    if start < 1 or not texts or not tail_supported(model):
+        return None
+    toks = [t[:max_tokens] for t in model.encode(list(texts))]
+    return TailCache(model, [t for t in toks if len(t) >= 2], start, batch_size=8)
 
 
 MAX_PPL_COST = 0.02  # largest relative perplexity rise a chosen mitigation may cost on training text
@@ -322,6 +362,14 @@ class Mitigation:
             out += frequency_projection_hooks(model, self.direction, self.gamma)
         return out
 
+    def start_layer(self, model: Model) -> Optional[int]:
+        """The first block its hooks act in (None when it changes nothing): blocks before it run
+        unchanged, so evaluations under it re-run only the rest (:mod:`interp.tail`)."""
+        layers = [L for L, _ in self.heads]
+        if self.direction is not None and self.gamma:
+            layers.append(model.n_layers - 1)
+        return min(layers) if layers else None
+
     def describe(self) -> str:
         """One line: the method, its heads and factor (``none`` for no change)."""
         parts = []
@@ -343,15 +391,23 @@ def measure_mitigation(model: Model, acts: Sequence[RecallActivations], mit: Mit
     if mit.method == "none":
         return _pool([(a.answer_prob, a.correct) for a in acts])
     with model.hooks(mit.hooks(model)):
-        return _pool([evaluate_recall(model, a, batch_size, desc=f"train {mit.method}") for a in acts])
+        return _pool([evaluate_recall(model, a, batch_size, desc=f"train {mit.method}", from_layer=mit.start_layer(model))
+                      for a in acts])
 
 
-def perplexity(model: Model, texts: Sequence[str], mit: Optional[Mitigation] = None, max_tokens: int = 256) -> float:
-    """Perplexity of ``texts`` with ``mit`` applied (none: the model as it is)."""
-    if mit is None or mit.method == "none":
-        return next_token_stats(model, texts, max_tokens=max_tokens)[1]
-    with model.hooks(mit.hooks(model)):
-        return next_token_stats(model, texts, max_tokens=max_tokens)[1]
+def perplexity(model: Model, texts: Sequence[str], mit: Optional[Mitigation] = None, max_tokens: int = 256,
+               tail: Optional[TailCache] = None) -> float:
+    """Perplexity of ``texts`` with ``mit`` applied (none: the model as it is).
+
+    ``tail`` (:func:`text_tail` of the same texts) re-runs only its blocks when ``mit`` acts in no
+    earlier one; otherwise whole forward passes are run.
+    """
+    start = mit.start_layer(model) if mit is not None else None
+    use = tail if tail is not None and (start is None or start >= tail.start) else None
+    if start is None:
+        return next_token_stats(model, texts, max_tokens=max_tokens, tail=use)[1]
+    with model.hooks(mit.hooks(model)):  # type: ignore[union-attr]
+        return next_token_stats(model, texts, max_tokens=max_tokens, tail=use)[1]
 
 
 def choose_mitigation(
@@ -433,7 +489,8 @@ def choose_mitigation(
     first = len(rows)
     rows += [{"method": v.method, "setting": v.describe(), "accuracy": sc[0], "answer_prob": sc[1]} for v, sc in variants]
     trace = pd.DataFrame(rows)
-    ppl0 = perplexity(model, texts) if texts else float("nan")
+    tail = text_tail(model, texts, model.n_layers - 1)  # every candidate acts in the last block only
+    ppl0 = perplexity(model, texts, tail=tail) if texts else float("nan")
     trace["ppl_cost"] = float("nan")
     trace["chosen"] = False
     chosen, where = cands["none"], 0
@@ -441,7 +498,7 @@ def choose_mitigation(
         v, sc = variants[k]
         if (method != "auto" and v.method != method) or sc[0] < base[0] or sc[1] <= base[1] + min_gain:
             continue
-        cost = perplexity(model, texts, v) / ppl0 - 1.0 if texts else float("nan")
+        cost = perplexity(model, texts, v, tail=tail) / ppl0 - 1.0 if texts else float("nan")
         trace.loc[first + k, "ppl_cost"] = cost
         if not texts or cost <= max_ppl_cost:
             chosen, where = v, first + k
@@ -476,7 +533,8 @@ def mitigation_table(
             after_p, after_ok = projected_readout(model, acts, mit.direction, mit.gamma)
         elif mit.method != "none":
             with model.hooks(mit.hooks(model)):
-                after_p, after_ok = evaluate_recall(model, acts, batch_size, desc=f"{mit.method} {facts} {label}")
+                after_p, after_ok = evaluate_recall(model, acts, batch_size, desc=f"{mit.method} {facts} {label}",
+                                                    from_layer=mit.start_layer(model))
         else:
             after_p, after_ok = acts.answer_prob, acts.correct
         rels = [f.relation for f in acts.prompts.facts]

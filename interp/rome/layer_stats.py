@@ -431,3 +431,53 @@ def inverse_convergence(
             row["condition_number"] = float(ev.max() / ev.min().clamp_min(1e-30))
         rows.append(row)
     return rows
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m interp.rome.layer_stats``: compute (or find) a key second moment in the cache that
+    ``interp run rome`` reads; under ``torchrun`` the ranks share the texts (see :func:`layer_stats`)."""
+    import argparse
+    import sys
+    import time
+
+    from interp.model import load_model
+
+    ap = argparse.ArgumentParser(prog="python -m interp.rome.layer_stats", description=main.__doc__.split(";")[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--layer", type=int, default=None, help="the MLP layer (default: the model's ROME layer)")
+    ap.add_argument("--corpus", default="wikipedia", help="wikipedia, generic, model, a text file/folder or hf:NAME")
+    ap.add_argument("--tokens", type=int, default=100_000)
+    ap.add_argument("--max-tokens", type=int, default=128, help="tokens kept per text")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default=None)
+    ap.add_argument("--no-cache", action="store_true", help="compute even when the cache holds it (and do not store it)")
+    a = ap.parse_args(argv)
+    world = distributed.join(a.device)
+    try:
+        model = load_model(a.model, device=a.device, dtype=a.dtype)
+        if not world.is_main:  # rank 0 decides (the cache may already hold it) and dispatches the pass
+            distributed.serve(model)
+            return 0
+        try:
+            from interp.rome.pipeline import default_layer
+
+            layer = default_layer(model) if a.layer is None else a.layer
+            t = time.perf_counter()
+            stat = layer_stats(model, layer, a.corpus, a.tokens, a.max_tokens, batch_size=a.batch_size,
+                               use_cache=not a.no_cache)
+        finally:
+            distributed.release()
+    except InterpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.finish(world)
+    where = f"cached at {stat.path}" if not a.no_cache else "not cached (--no-cache)"
+    print(f"layer {layer}: {stat.n_tokens} tokens from {stat.n_samples} texts in {time.perf_counter() - t:.1f}s "
+          f"over {world.size} rank(s), {'read from the cache' if stat.cached else 'computed'}; {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

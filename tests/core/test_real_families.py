@@ -37,6 +37,15 @@ def test_bos_policy_per_model(gemma, qwen):
     assert p_plain[paris] > 0.8 > p_bos[paris]
 
 
+def test_the_bridge_tokenizer_encodes_like_the_models(gemma, qwen):
+    # Gemma's tokenizer already puts BOS first, so the bridge gets a copy instead of a 9 s reload
+    text = "The capital of France is"
+    for m in (gemma, qwen):
+        assert m.bridge.tokenizer is not m.tokenizer
+    assert gemma.bridge.tokenizer(text)["input_ids"] == gemma.tokenizer(text)["input_ids"] == gemma.encode(text)
+    assert gemma.tokenizer.padding_side == gemma.bridge.tokenizer.padding_side
+
+
 def test_gguf_path_of_a_registry_model_gets_the_same_policy(qwen):
     from interp import loading
 
@@ -68,3 +77,25 @@ def test_head_outputs_sum_to_attention_output(name, request):
     # per-head writes, linearised through that norm, still add up to the attention output
     per_head = model.head_writes(res, L)
     assert torch.allclose(per_head.sum(-2) + model.attn_bias_write(res, L), out, atol=1e-3 * out.abs().max().item())
+
+
+@pytest.mark.parametrize("name", ["smollm", "gemma", "qwen"])
+def test_last_block_reruns_match_whole_passes(name, request):
+    """The recall mitigation's evaluations re-run only the final block (interp.tail): exact on each
+    real family, sliding windows and post-norms included."""
+    from interp.tail import TailCache, tail_supported
+
+    model = request.getfixturevalue(name)
+    assert tail_supported(model)
+    last = model.n_layers - 1
+    seqs = [model.encode("The capital of France is Paris, and the capital of Italy is"), model.encode("Gold has the symbol")]
+
+    def zero_head(z, hook):
+        z = z.clone()
+        z[:, :, 1] = 0
+        return z
+
+    with model.hooks([(model.hook("z", last), zero_head)]):
+        ref = capture(model, seqs, logits=True, progress=False).logits.float()
+        got = torch.stack(TailCache(model, seqs, last).logits("last"))
+    assert torch.allclose(ref, got, atol=1e-3 * ref.abs().max().item())

@@ -1,0 +1,168 @@
+"""Re-run only the last blocks: exact logits under an intervention that starts late in the model.
+
+An intervention that acts only from block ``start`` on (removing final-layer heads, projecting a
+direction out of the final MLP's output) leaves the residual stream entering block ``start``
+unchanged at every position. :class:`TailCache` computes that stream once per token sequence and
+then, for each intervention tried, runs blocks ``start ..`` and the unembedding on it: the logits
+equal a whole forward pass under the same hooks (checked per model, see :func:`tail_supported`),
+for a fraction of the cost (blocks ``0 .. start-1`` are skipped; on a 30-layer model a final-layer
+intervention costs one block plus the unembedding).
+
+How the blocks are run: the model's own HF decoder is called on ``inputs_embeds`` equal to the
+cached stream with its layer list cut to ``layers[start:]``, so rotary positions, attention masks,
+sliding windows, norms and the bridge's hooks are the model's own. Families that add learned
+position embeddings to ``inputs_embeds`` inside the decoder (GPT-2, OPT) cannot be resumed this way
+and fall back to whole forward passes, as does any model whose check fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Literal, Optional, Sequence
+
+import torch
+
+from interp.model import Model
+
+_NO_TAIL = {"gpt2", "opt"}  # learned positions are added to inputs_embeds inside the decoder
+
+
+def _decoder(model: Model) -> tuple[Optional[torch.nn.Module], str]:
+    """The HF decoder module and the name of its layer list (None when not found)."""
+    hf = model.hf_model
+    for base_name, layers in (("model", "layers"), ("transformer", "h"), ("gpt_neox", "layers")):
+        base = getattr(hf, base_name, None)
+        if base is not None and isinstance(getattr(base, layers, None), torch.nn.ModuleList):
+            return base, layers
+    return None, ""
+
+
+@contextlib.contextmanager
+def _layers_from(base: torch.nn.Module, attr: str, start: int) -> Iterator[None]:
+    """The decoder with its layer list (and the config's per-layer ``layer_types``, which decoders
+    index by position in the list: sliding or full attention, local or global rotary) cut at ``start``."""
+    full = getattr(base, attr)
+    cfg = getattr(base, "config", None)
+    types = getattr(cfg, "layer_types", None)
+    setattr(base, attr, torch.nn.ModuleList(list(full)[start:]))
+    if types is not None:
+        cfg.layer_types = list(types)[start:]
+    try:
+        yield
+    finally:
+        setattr(base, attr, full)
+        if types is not None:
+            cfg.layer_types = types
+
+
+def _tail_forward(model: Model, x: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
+    """Final hidden states (after the final norm) of blocks ``start ..`` run on residual ``x``."""
+    base, attr = _decoder(model)
+    assert base is not None
+    with torch.no_grad(), _layers_from(base, attr, start):
+        out = base(inputs_embeds=x.to(model.device, model.dtype), attention_mask=mask.to(model.device), use_cache=False)
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+def _head(model: Model, h: torch.Tensor) -> torch.Tensor:
+    """The model's own LM head on final hidden states (with its logit soft-capping, if any)."""
+    hf = model.hf_model
+    logits = hf.get_output_embeddings()(h) if hf.get_output_embeddings() is not None else model.unembed(h, normalize=False)
+    cap = getattr(hf.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+class TailCache:
+    """Residual streams entering block ``start`` for fixed token sequences, and logits from them.
+
+    Args:
+        model: the model.
+        seqs: token id sequences (BOS already in place, as the model is run), or the continuations
+            after ``prefix``.
+        start: the first block that is re-run (an intervention must act only from here on).
+        batch_size: sequences per forward pass.
+        prefix: tokens shared by every sequence (run once; the KV cache serves the continuations).
+    """
+
+    def __init__(self, model: Model, seqs: Sequence[Sequence[int]], start: int, batch_size: int = 16,
+                 prefix: Optional[Sequence[int]] = None):
+        from interp.capture import capture
+
+        if not 1 <= start < model.n_layers:
+            raise ValueError(f"start must be in 1..{model.n_layers - 1}, not {start}")
+        self.model, self.start, self.batch_size = model, start, batch_size
+        pre = [int(t) for t in prefix or []]
+        self.seqs = [pre + list(map(int, s)) for s in seqs]
+        hook = model.hook("resid_post", start - 1)
+        # with a shared prefix the continuations run on its KV cache and its own stream is captured once
+        cap = capture(model, [list(map(int, s)) for s in seqs], hooks=[hook], positions="all", batch_size=batch_size,
+                      progress=False, dtype=torch.float32, prefix=pre or None)
+        head = capture(model, [pre], hooks=[hook], positions="all", progress=False, dtype=torch.float32).acts[hook][0] \
+            if pre else None
+        self.resid = [r.float().cpu() if head is None else torch.cat([head.float().cpu(), r.float().cpu()])
+                      for r in cap.acts[hook]]
+
+    def logits(self, positions: Literal["last", "all"] = "last", rows: Optional[Sequence[int]] = None) -> list[torch.Tensor]:
+        """Logits under whatever hooks are active: ``[d_vocab]`` per sequence at its last position,
+        or ``[len, d_vocab]`` per sequence at every position; of the sequences ``rows`` (default
+        all) in that order (ask for a few at a time with ``"all"``: the logits of every position
+        of many sequences are large)."""
+        want = list(range(len(self.seqs))) if rows is None else [int(r) for r in rows]
+        got = self._logits(positions, want)
+        return [got[i] for i in want]
+
+    def _logits(self, positions: str, want: list[int]) -> dict[int, torch.Tensor]:
+        out: dict[int, torch.Tensor] = {}
+        order = sorted(want, key=lambda i: -len(self.seqs[i]))
+        d = self.resid[0].shape[-1] if self.resid else 0
+        for a in range(0, len(order), self.batch_size):
+            rows = order[a : a + self.batch_size]
+            T = max(len(self.seqs[i]) for i in rows)
+            x = torch.zeros(len(rows), T, d)
+            mask = torch.zeros(len(rows), T, dtype=torch.long)
+            for j, i in enumerate(rows):
+                n = len(self.seqs[i])
+                x[j, :n] = self.resid[i]
+                mask[j, :n] = 1
+            h = _tail_forward(self.model, x, mask, self.start)
+            with torch.no_grad():
+                if positions == "last":
+                    last = torch.tensor([len(self.seqs[i]) - 1 for i in rows], device=h.device)
+                    lg = _head(self.model, h[torch.arange(len(rows), device=h.device), last]).float().cpu()
+                    for j, i in enumerate(rows):
+                        out[i] = lg[j]
+                else:
+                    lg = _head(self.model, h).float().cpu()
+                    for j, i in enumerate(rows):
+                        out[i] = lg[j, : len(self.seqs[i])]
+        return out
+
+
+_CHECKED: dict[int, bool] = {}
+
+
+def tail_supported(model: Model) -> bool:
+    """Whether :class:`TailCache` reproduces whole forward passes on ``model`` (checked once per
+    model on two short sequences of different lengths: largest logit difference at most 1e-3 of the
+    logits' scale)."""
+    key = id(model)
+    if key in _CHECKED:
+        return _CHECKED[key]
+    ok = False
+    if model.family not in _NO_TAIL and model.n_layers >= 2 and _decoder(model)[0] is not None:
+        from interp.capture import capture
+
+        g = torch.Generator().manual_seed(0)
+        hi = min(model.d_vocab, len(model.tokenizer))
+        seqs = [torch.randint(3, hi, (n,), generator=g).tolist() for n in (7, 4)]
+        try:
+            ref = capture(model, seqs, positions="all", logits=True, progress=False).logits
+            got = TailCache(model, seqs, model.n_layers - 1).logits("all")
+            scale = max(float(r.abs().max()) for r in ref)
+            ok = all(torch.allclose(a.float(), b.float(), atol=1e-3 * scale, rtol=0) for a, b in zip(ref, got))
+        except Exception:  # noqa: BLE001 - a decoder that cannot be resumed falls back to whole passes
+            ok = False
+    _CHECKED[key] = ok
+    return ok
