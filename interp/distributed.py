@@ -85,7 +85,8 @@ def finish(world: World) -> None:
 _WORLD = World()
 
 # the passes a rank may be asked to run: "module:function", each taking (model, **kwargs)
-TASKS = ("interp.recall.activations:collect_activations", "interp.rome.layer_stats:layer_stats")
+TASKS = ("interp.recall.activations:collect_activations", "interp.rome.layer_stats:layer_stats",
+         "interp.glitch.detect:score_tokens")
 
 
 def current() -> World:

@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -141,6 +143,7 @@ def glitch_prober(
     labeller: Optional[Any] = None,
     seed: int = 0,
     progress: Optional[bool] = None,
+    shard_dir: Optional[Any] = None,
 ) -> Detection:
     """Find the glitch tokens among ``token_ids`` (default: the whole vocabulary), GlitchProber style.
 
@@ -237,17 +240,11 @@ def glitch_prober(
 
     scores = np.full(len(cand), np.nan)
     rest = np.flatnonzero(~in_sample)
-    t_pred = 0.0
-    for s in range(0, len(rest), chunk_size):
-        part = rest[s : s + chunk_size]
-        t0 = time.perf_counter()
-        f = glitch_features(model, cand[part].tolist(), chosen, **feat_kw)
-        t_feat += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        X = f.matrix()
-        projection[part] = detector[:-1].transform(X)
-        scores[part] = detector_scores(detector, X)
-        t_pred += time.perf_counter() - t0
+    got = score_tokens(model, cand[rest].tolist(), chosen, feat_kw, detector, chunk_size, shard_dir=shard_dir)
+    assert got is not None  # rank 0 runs the pipeline
+    projection[rest], scores[rest] = got["projection"], got["scores"]
+    t_feat += float(got["seconds"][0])
+    t_pred = float(got["seconds"][1])
     timings["features"] = t_feat
     timings["prediction"] = t_pred
     predicted = np.zeros(len(cand), dtype=bool)
@@ -274,6 +271,63 @@ def glitch_prober(
                     max_new_tokens=max_new_tokens, seed=seed,
                     template=tpl.describe(), labeller="oracle" if labeller is None else "lookup")
     return Detection(table, chosen, distances, projection, timings, excluded, detector, settings)
+
+
+def score_tokens(model: Model, token_ids: Sequence[int], layers: Sequence[int], feat_kw: dict[str, Any], detector: Pipeline,
+                 chunk_size: int = 4096, shard_dir: Optional[Any] = None) -> Optional[dict[str, np.ndarray]]:
+    """The features scan: every token's features at ``layers``, its PCA projection and its detector score.
+
+    Tokens go in chunks of ``chunk_size``; with ``shard_dir`` the chunks are shared among ``torchrun``
+    ranks (:mod:`interp.distributed`: rank 0 dispatches the scan with the trained detector, each rank
+    stores its chunks' projections and scores there, resumable) and rank 0 gathers them.
+
+    Returns:
+        ``projection`` ``[n, k]``, ``scores`` ``[n]`` and ``seconds`` (features, prediction), in the
+        order of ``token_ids`` (None on ranks other than 0).
+    """
+    import torch
+
+    from interp import distributed
+
+    ids = [int(t) for t in token_ids]
+    if shard_dir is not None:
+        distributed.dispatch("interp.glitch.detect:score_tokens", token_ids=ids, layers=list(layers), feat_kw=feat_kw,
+                             detector=detector, chunk_size=chunk_size, shard_dir=shard_dir)
+    starts = list(range(0, len(ids), chunk_size))
+    k = int(detector.named_steps["pca"].n_components_)
+
+    def compute(c: int) -> dict[str, torch.Tensor]:
+        t0 = time.perf_counter()
+        X = glitch_features(model, ids[starts[c] : starts[c] + chunk_size], list(layers), **feat_kw).matrix()
+        t1 = time.perf_counter()
+        out = {"projection": torch.from_numpy(np.ascontiguousarray(detector[:-1].transform(X), dtype=np.float32)),
+               "scores": torch.from_numpy(np.asarray(detector_scores(detector, X), dtype=np.float64))}
+        out["seconds"] = torch.tensor([t1 - t0, time.perf_counter() - t1], dtype=torch.float64)
+        return out
+
+    key = {"pass": "glitch-features-v1", "model": model.weight_hash, "layers": list(layers), "chunk": chunk_size,
+           "ids": hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()[:20],
+           "detector": _fitted_digest(detector)}
+    parts = distributed.map_chunks(len(starts), compute, None if shard_dir is None else Path(shard_dir), key,
+                                   desc="glitch features")
+    if parts is None:
+        return None
+    if not parts:
+        return {"projection": np.zeros((0, k), dtype=np.float32), "scores": np.zeros(0), "seconds": np.zeros(2)}
+    return {"projection": torch.cat([c["projection"] for c in parts]).numpy(),
+            "scores": torch.cat([c["scores"] for c in parts]).numpy(),
+            "seconds": torch.stack([c["seconds"] for c in parts]).sum(0).numpy()}
+
+
+def _fitted_digest(detector: Pipeline) -> str:
+    """A digest of a fitted detector's learned numbers (PCA axes, SVM coefficients)."""
+    h = hashlib.sha256(repr(detector.get_params()).encode())
+    for step in detector.named_steps.values():
+        for attr in ("mean_", "scale_", "components_", "dual_coef_", "support_vectors_", "intercept_"):
+            v = getattr(step, attr, None)
+            if isinstance(v, np.ndarray):
+                h.update(np.ascontiguousarray(v).tobytes())
+    return h.hexdigest()[:20]
 
 
 def precision_recall(found: Sequence[int], truth: Sequence[int]) -> dict[str, float]:

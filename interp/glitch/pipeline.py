@@ -27,12 +27,14 @@ prompts always run.
 
 from __future__ import annotations
 
+import shutil
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.svm import SVC
 
+from interp import distributed
 from interp.errors import InterpError
 from interp.glitch import figures
 from interp.glitch.baselines import (
@@ -366,7 +368,11 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
         class_weight=p["class_weight"] or None, decision_threshold=float(p["decision_threshold"]),
         max_new_tokens=p["max_new_tokens"],
         oracle_batch_size=p["oracle_batch_size"], feature_batch_size=p["feature_batch_size"], template=tpl,
-        labeller=lookup if oracle_mode == "stored" else None, seed=seed), key=[vocab.tolist()[:8], len(vocab), oracle_mode])
+        labeller=lookup if oracle_mode == "stored" else None, seed=seed,
+        # under torchrun the features scan of the unsampled tokens is shared among the ranks
+        shard_dir=run.dir / "shards" / "features" if distributed.current().size > 1 else None),
+        key=[vocab.tolist()[:8], len(vocab), oracle_mode])
+    shutil.rmtree(run.dir / "shards", ignore_errors=True)
     tab = det.table
     samp = tab.in_sample.to_numpy()
     cand = tab.token_id.to_numpy().astype(int)

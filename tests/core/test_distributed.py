@@ -116,3 +116,43 @@ def test_interp_run_under_torchrun_shares_the_recall_and_rome_passes(tmp_path):
     assert c1.keys() == c2.keys() and len(c1) > 2  # the running snapshots too
     for k in c1:
         assert (c1[k] - c2[k]).abs().max() <= 1e-9 * c1[k].abs().max(), k
+
+
+_FEATURES_SCRIPT = r"""
+import sys, numpy as np
+from interp import distributed
+from interp.glitch.detect import score_tokens, train_detector
+from interp.glitch.features import glitch_features
+from interp.glitch.oracle import repeat_template
+from interp.testing import tiny_model
+
+world = distributed.join("cpu")
+model = tiny_model("llama")
+if not world.is_main:
+    n = distributed.serve(model)
+    assert n == 1, n
+    sys.exit(0)
+ids = list(range(40, 100))
+kw = dict(kinds=("pattern", "mlp_gate", "mlp_data"), position="token", template=repeat_template(model, shots=()), batch_size=8, progress=False)
+X = glitch_features(model, ids[:24], [1, 2], **kw).matrix()
+det = train_detector(X, np.arange(24) % 3 == 0, n_components=4)
+shared = score_tokens(model, ids, [1, 2], kw, det, chunk_size=8, shard_dir=sys.argv[1])
+distributed.release()
+alone = score_tokens(model, ids, [1, 2], kw, det, chunk_size=8)
+assert np.array_equal(shared["projection"], alone["projection"]) and np.array_equal(shared["scores"], alone["scores"])
+print("ok", len(shared["scores"]))
+"""
+
+
+@pytest.mark.slow
+def test_the_glitch_features_scan_shared_by_two_ranks_equals_one_process(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", INTERP_PROGRESS="0")
+    env.pop("WORLD_SIZE", None)
+    script = tmp_path / "features.py"
+    script.write_text(_FEATURES_SCRIPT)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+                        str(tmp_path / "shards")], env=env, capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).parents[2])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ok 60" in r.stdout
+    assert not (tmp_path / "shards").exists()  # gathered and removed
