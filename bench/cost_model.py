@@ -134,7 +134,11 @@ def main() -> None:
     from interp.model import load_model
 
     model = load_model(a.model, device=a.device, dtype=a.dtype)
-    n_params = sum(p.numel() for p in model.bridge.parameters()) - model.d_vocab * model.d_model  # embedding lookup is free
+    hf = model.hf_model
+    tied = hf.get_output_embeddings() is not None and \
+        hf.get_output_embeddings().weight.data_ptr() == hf.get_input_embeddings().weight.data_ptr()
+    # parameters touched per token: all but the embedding lookup (a tied matrix is counted once, as the unembedding)
+    n_params = sum(p.numel() for p in hf.parameters()) - (0 if tied else model.d_vocab * model.d_model)
     sec = measure(model)
     flops = {"forward": 2 * n_params, "generate": 2 * n_params, "train": 6 * n_params}
     rate = {k: flops[k] / sec[k] for k in sec}  # FLOP/s reached here
@@ -155,7 +159,7 @@ def main() -> None:
             f = tok * (6 if st.kind == "train" else 2) * n
             cpu = f / rate[st.kind]
             one = f / gpu[st.kind]
-            many = [one / g + load if st.sharded else one for g in (8, 64)]
+            many = [(one / g if st.sharded else one) + load for g in (8, 64)]
             rows.append([name, st.name, f"{tok:.3g}", fmt(cpu), fmt(one + load), fmt(many[0]), fmt(many[1])])
     if a.markdown:
         print("| " + " | ".join(header) + " |")

@@ -154,11 +154,13 @@ def read_runs(out: str | Path) -> dict[str, RunFolder]:
 
 
 def model_folders(root: str | Path) -> list[Path]:
-    """Sub-folders of ``root`` that hold at least one run folder (one per model)."""
+    """Sub-folders of ``root`` that hold at least one finished run (one with its ``summary.json``; a run
+    still in progress, or stopped, is left out of the cross-family page)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    return [p for p in sorted(root.iterdir()) if p.is_dir() and any(is_run_folder(q) for q in p.iterdir())]
+    return [p for p in sorted(root.iterdir())
+            if p.is_dir() and any(q.is_dir() and (q / "summary.json").is_file() for q in p.iterdir())]
 
 
 # ------------------------------------------------------------------ formatting

@@ -325,3 +325,13 @@ def test_collapse_overlay_prefers_the_normalised_denominator(families):
     pd.read_csv(edits).assign(denominator_normalized=[0.5, 7.0, 9.0]).to_csv(edits, index=False)
     fig, _ = collapse_denominator_overlay({m: read_runs(families / m) for m in ("m1", "m2")})
     assert sorted(y for t in fig.data for y in t.y) == [0.5, 7.0] and fig.layout.yaxis.title.text == "denominator normalized"
+
+
+def test_the_cross_family_page_leaves_out_runs_still_in_progress(tmp_path):
+    from interp.report import model_folders
+
+    (tmp_path / "done" / "recall").mkdir(parents=True)
+    (tmp_path / "done" / "recall" / "summary.json").write_text("{}")
+    (tmp_path / "running" / "recall").mkdir(parents=True)
+    (tmp_path / "running" / "recall" / "manifest.json").write_text('{"finished": false}')
+    assert [p.name for p in model_folders(tmp_path)] == ["done"]
