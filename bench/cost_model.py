@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -46,8 +46,7 @@ GPU_UTILISATION = {"forward": 0.40, "generate": 0.08, "train": 0.30}
 LOAD_SECONDS_PER_GB = 1.0  # model load per rank (safetensors from local NVMe), per GB of bf16 weights
 
 
-@dataclass
-class Stage:
+class Stage(NamedTuple):
     name: str
     kind: str  # forward / generate / train
     sharded: bool
