@@ -21,6 +21,7 @@ import contextlib
 from typing import Iterator, Literal, Optional, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from interp.model import Model
 
@@ -104,20 +105,28 @@ class TailCache:
         self.resid = [r.float().cpu() if head is None else torch.cat([head.float().cpu(), r.float().cpu()])
                       for r in cap.acts[hook]]
 
-    def logits(self, positions: Literal["last", "all"] = "last", rows: Optional[Sequence[int]] = None) -> list[torch.Tensor]:
+    def logits(self, positions: Literal["last", "all"] = "last", rows: Optional[Sequence[int]] = None,
+               desc: Optional[str] = None) -> list[torch.Tensor]:
         """Logits under whatever hooks are active: ``[d_vocab]`` per sequence at its last position,
         or ``[len, d_vocab]`` per sequence at every position; of the sequences ``rows`` (default
         all) in that order (ask for a few at a time with ``"all"``: the logits of every position
-        of many sequences are large)."""
+        of many sequences are large). ``desc`` shows a progress bar with that label.
+
+        Hooks see a :class:`interp.capture.BatchInfo` as under :func:`interp.capture.capture`
+        (``rows`` index this cache's sequences, ``offset`` is 0: the prefix is part of each
+        re-run sequence), so position- and row-aware interventions act as in a whole pass."""
         want = list(range(len(self.seqs))) if rows is None else [int(r) for r in rows]
-        got = self._logits(positions, want)
+        got = self._logits(positions, want, desc)
         return [got[i] for i in want]
 
-    def _logits(self, positions: str, want: list[int]) -> dict[int, torch.Tensor]:
+    def _logits(self, positions: str, want: list[int], desc: Optional[str] = None) -> dict[int, torch.Tensor]:
+        from interp.capture import _BATCH, BatchInfo
+
         out: dict[int, torch.Tensor] = {}
         order = sorted(want, key=lambda i: -len(self.seqs[i]))
         d = self.resid[0].shape[-1] if self.resid else 0
-        for a in range(0, len(order), self.batch_size):
+        starts = range(0, len(order), self.batch_size)
+        for a in tqdm(starts, desc=desc, disable=desc is None, unit="batch"):
             rows = order[a : a + self.batch_size]
             T = max(len(self.seqs[i]) for i in rows)
             x = torch.zeros(len(rows), T, d)
@@ -126,7 +135,12 @@ class TailCache:
                 n = len(self.seqs[i])
                 x[j, :n] = self.resid[i]
                 mask[j, :n] = 1
-            h = _tail_forward(self.model, x, mask, self.start)
+            lengths = torch.tensor([len(self.seqs[i]) for i in rows])
+            token = _BATCH.set(BatchInfo(lengths, 0, lengths - 1, torch.tensor(rows)))
+            try:
+                h = _tail_forward(self.model, x, mask, self.start)
+            finally:
+                _BATCH.reset(token)
             with torch.no_grad():
                 if positions == "last":
                     last = torch.tensor([len(self.seqs[i]) - 1 for i in rows], device=h.device)

@@ -22,6 +22,7 @@ from interp.capture import capture
 from interp.errors import InterpError
 from interp.model import Model
 from interp.recall.facts import PromptSet
+from interp.tail import TailCache, tail_supported
 
 
 @dataclass
@@ -118,6 +119,21 @@ def prompt_inputs(model: Model, prompts: PromptSet, rows: Sequence[int]) -> tupl
 
 
 CHUNK_BATCHES = 4  # forward batches per chunk of the activation pass (the unit ranks share)
+
+
+def prompt_tails(model: Model, acts: RecallActivations, start: int, batch_size: int) -> Optional[list[TailCache]]:
+    """One :class:`~interp.tail.TailCache` per prefix group of ``acts``' prompts, made once and kept on
+    ``acts`` (None where the model's blocks cannot be resumed, or ``start`` is the first block)."""
+    if start < 1 or not tail_supported(model):
+        return None
+    kept = acts.__dict__.setdefault("_tails", {})
+    if start not in kept:
+        tails = []
+        for rows in prefix_groups(acts.prompts):
+            prefix, ids, _ = prompt_inputs(model, acts.prompts, rows)
+            tails.append(TailCache(model, ids, start, batch_size, prefix=model.encode(prefix) if prefix else None))
+        kept[start] = tails
+    return kept[start]
 
 
 def activation_chunks(prompts: PromptSet, batch_size: int) -> list[list[int]]:

@@ -26,7 +26,7 @@ from interp.capture import capture
 from interp.errors import InterpError
 from interp.model import Model
 from interp.recall.ablation import Head, ablate_heads, head_name
-from interp.recall.activations import RecallActivations, prefix_groups, prompt_inputs
+from interp.recall.activations import RecallActivations, prefix_groups, prompt_inputs, prompt_tails
 from interp.recall.attribution import direct_logit_attribution
 
 
@@ -88,22 +88,29 @@ def relation_mean_z(acts: RecallActivations, layers: Sequence[int]) -> dict[int,
     return out
 
 
-def _mean_ablated_probs(model: Model, acts: RecallActivations, heads: list[Head], means: dict, batch_size: int, desc: str) -> torch.Tensor:
+def _mean_ablated_probs(model: Model, acts: RecallActivations, heads: list[Head], means: dict, batch_size: int, desc: str,
+                        from_layer: Optional[int] = None) -> torch.Tensor:
     """Answer probability of each prompt with ``heads`` mean-ablated at the last position.
 
     Prompts run in one capture per shared prefix; the per-prompt means are indexed by capture rows,
-    so they are re-based to each group's rows here.
+    so they are re-based to each group's rows here. ``from_layer`` (at most the heads' first layer)
+    re-runs only the blocks from there on, from residual streams kept on ``acts``
+    (:func:`~interp.recall.activations.prompt_tails`; exact), where the model allows it.
     """
     p = acts.prompts
     prob = torch.zeros(len(p))
-    for rows in prefix_groups(p):
-        prefix, ids, _ = prompt_inputs(model, p, rows)
+    tails = prompt_tails(model, acts, from_layer, batch_size) if from_layer is not None else None
+    for g, rows in enumerate(prefix_groups(p)):
         idx = torch.tensor(rows)
         m = {L: means[L][idx] for L in {h[0] for h in heads}}
         with ablate_heads(model, heads, mode="mean", means=m, positions="last"):
-            cap = capture(model, ids, prefix=prefix, logits=True, batch_size=batch_size, desc=desc)
+            if tails is not None:
+                lg = torch.stack(tails[g].logits("last", desc=desc))
+            else:
+                prefix, ids, _ = prompt_inputs(model, p, rows)
+                lg = capture(model, ids, prefix=prefix, logits=True, batch_size=batch_size, desc=desc).logits
         ans = torch.tensor([p.answer_ids[i] for i in rows])
-        prob[idx] = torch.softmax(cap.logits.float(), -1).gather(1, ans[:, None])[:, 0]
+        prob[idx] = torch.softmax(lg.float(), -1).gather(1, ans[:, None])[:, 0]
     return prob
 
 
@@ -147,11 +154,12 @@ def argument_ablation(
     means = relation_mean_z(acts, sorted({L for h in heads + [x for d in draws for x in d] for L in [h[0]]}))
     base = float(acts.answer_prob.mean())
     rows = []
-    arg = float(_mean_ablated_probs(model, acts, heads, means, batch_size, "ablate argument heads").mean())
+    start = min(L for h in heads + [x for d in draws for x in d] for L in [h[0]])  # no ablation acts before this block
+    arg = float(_mean_ablated_probs(model, acts, heads, means, batch_size, "ablate argument heads", start).mean())
     rows.append({"ablation": "argument heads", "draw": -1, "heads": ",".join(map(head_name, heads)), "answer_prob": arg, "drop": base - arg})
     rnd = []
     for i, d in enumerate(draws):
-        p = float(_mean_ablated_probs(model, acts, d, means, batch_size, f"ablate random heads {i + 1}/{n_random}").mean())
+        p = float(_mean_ablated_probs(model, acts, d, means, batch_size, f"ablate random heads {i + 1}/{n_random}", start).mean())
         rnd.append(p)
         rows.append({"ablation": "random heads", "draw": i, "heads": ",".join(map(head_name, d)), "answer_prob": p, "drop": base - p})
     summary = {"base_prob": base, "argument_prob": arg, "random_prob": float(np.mean(rnd)) if rnd else float("nan"),

@@ -48,7 +48,7 @@ from interp.errors import InterpError
 from interp.model import Model
 from interp.recall import sources
 from interp.recall.ablation import Head, ablate_heads, ablation_hooks, head_name
-from interp.recall.activations import RecallActivations, collect_activations, prefix_groups, prompt_inputs
+from interp.recall.activations import RecallActivations, collect_activations, prefix_groups, prompt_inputs, prompt_tails
 from interp.tail import TailCache, tail_supported
 from interp.recall.anti_overconfidence import log_frequency, next_token_stats
 from interp.recall.attribution import direct_logit_attribution, final_norm_linear
@@ -228,7 +228,7 @@ def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32,
     p = acts.prompts
     prob = torch.zeros(len(p))
     ok = torch.zeros(len(p), dtype=torch.bool)
-    tails = _prompt_tails(model, acts, from_layer, batch_size) if from_layer is not None else None
+    tails = prompt_tails(model, acts, from_layer, batch_size) if from_layer is not None else None
     for g, rows in enumerate(prefix_groups(p)):
         if tails is not None:
             lg = torch.stack(tails[g].logits("last")).float()
@@ -240,21 +240,6 @@ def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32,
         prob[idx] = torch.softmax(lg, -1).gather(1, ans[:, None])[:, 0]
         ok[idx] = lg.argmax(-1) == ans
     return prob, ok
-
-
-def _prompt_tails(model: Model, acts: RecallActivations, start: int, batch_size: int) -> Optional[list[TailCache]]:
-    """One :class:`~interp.tail.TailCache` per prefix group of ``acts``' prompts, made once and kept on
-    ``acts`` (None where the model's blocks cannot be resumed, or ``start`` is the first block)."""
-    if start < 1 or not tail_supported(model):
-        return None
-    kept = acts.__dict__.setdefault("_tails", {})
-    if start not in kept:
-        tails = []
-        for rows in prefix_groups(acts.prompts):
-            prefix, ids, _ = prompt_inputs(model, acts.prompts, rows)
-            tails.append(TailCache(model, ids, start, batch_size, prefix=model.encode(prefix) if prefix else None))
-        kept[start] = tails
-    return kept[start]
 
 
 def text_tail(model: Model, texts: Sequence[str], start: int, max_tokens: int = 256) -> Optional[TailCache]:

@@ -45,3 +45,22 @@ def test_argument_heads_matter_more_than_random_heads(smollm):
     summary, _ = argument_ablation(smollm, acts.subset(known), top, n_random=2, seed=0)
     assert summary["argument_ablation_drop"] > 0.1
     assert summary["argument_ablation_drop"] > 3 * max(summary["random_ablation_drop"], 0.01)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "qwen2"])
+@pytest.mark.parametrize("shots", [0, 2])
+def test_mean_ablation_from_a_late_block_equals_whole_passes(tiny_models, family, shots):
+    # the ablation re-runs only the blocks from the heads' layer on: same probabilities as whole passes,
+    # with per-prompt means and last positions handed to the hooks as under capture (and a shared prefix)
+    from interp.recall.argument_heads import _mean_ablated_probs
+
+    m = tiny_models[family]
+    ps = build_prompts(m, load_relations(["country_capital", "city_country"]), shots=shots, max_facts=4)
+    acts = collect_activations(m, ps)
+    heads = [(1, 0), (2, 1)]
+    means = relation_mean_z(acts, [1, 2])
+    whole = _mean_ablated_probs(m, acts, heads, means, 3, "whole")
+    tail = _mean_ablated_probs(m, acts, heads, means, 3, "tail", from_layer=1)
+    assert acts.__dict__["_tails"][1], "the late-block path was taken"
+    assert tail.allclose(whole, atol=1e-5)
+    assert float((whole - acts.answer_prob.float()).abs().max()) > 1e-6, "the ablation changed something"
