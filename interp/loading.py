@@ -432,3 +432,96 @@ def build_bridge(hf_model: Any, tokenizer: Any, model_name: str):
             )
     except Exception as e:  # noqa: BLE001
         raise InterpError(f"TransformerLens could not bridge {arch} ({model_name}): {type(e).__name__}: {e}") from e
+
+
+PRECISIONS = ("mixed", "pure")
+_ATTENTION_NAMES = ("self_attn", "attn", "attention")
+
+
+def decoder_layers(hf_model: Any) -> tuple[Optional[torch.nn.Module], str]:
+    """The HF decoder module holding the block list, and the list's attribute name (None, "" when
+    the layout is not one of the known ones: ``model.layers``, ``transformer.h``, ``gpt_neox.layers``,
+    ``model.decoder.layers``)."""
+    for base_name, layers in (("model", "layers"), ("transformer", "h"), ("gpt_neox", "layers"), ("model.decoder", "layers")):
+        base = hf_model
+        for part in base_name.split("."):
+            base = getattr(base, part, None)
+        if base is not None and isinstance(getattr(base, layers, None), torch.nn.ModuleList):
+            return base, layers
+    return None, ""
+
+
+def mixed_precision(hf_model: Any, dtype: torch.dtype) -> str:
+    """Run a low-precision model with float32 where bfloat16 loses the result: the policy of ``precision="mixed"``.
+
+    The MLP and unembedding weights stay in ``dtype`` and their matrix products run in ``dtype``
+    under :func:`torch.autocast`. The rest runs in float32:
+
+    - the residual stream: the input embeddings (and every norm, whose weights are tiny) are kept in
+      float32, so the stream starts in float32 and every block adds its outputs to a float32 sum:
+      small writes are not rounded away across layers;
+    - attention (weights in float32, autocast off inside it, inputs upcast): query-key products
+      with large biases lose the attention pattern in bfloat16. Measured on Qwen2.5-Coder-0.5B,
+      whose QKV biases are large: the largest answer-probability difference from float32 on 64
+      facts was 0.348 in pure bfloat16, 0.373 with only the stream in float32, and 0.016 with
+      attention in float32 as well (``bench/bench_precision.py``).
+
+    Memory: attention is about a third of Llama-2-7B's weights and less with grouped KV heads, so
+    the model takes about 1.3x the memory of pure ``dtype`` (0.65x of float32). Applied in place;
+    returns the policy's one-line description for the manifest (:func:`precision_label`).
+
+    Raises:
+        InterpError: when the model's block list or attention modules are not found.
+    """
+    base, attr = decoder_layers(hf_model)
+    if base is None:
+        raise InterpError(f"mixed precision: no decoder block list found in {type(hf_model).__name__} "
+                          "(use precision='pure')")
+    layers = list(getattr(base, attr))
+    attns = [next((getattr(b, n) for n in _ATTENTION_NAMES if isinstance(getattr(b, n, None), torch.nn.Module)), None)
+             for b in layers]
+    if any(a is None for a in attns):
+        raise InterpError(f"mixed precision: no attention module found in the blocks of {type(hf_model).__name__}")
+    stack: list[Any] = []
+
+    def enter(enabled: bool):
+        def pre(mod: torch.nn.Module, args: Any) -> None:
+            dev = next(mod.parameters()).device.type
+            ctx = torch.autocast(device_type=dev, dtype=dtype, enabled=enabled)
+            ctx.__enter__()
+            stack.append(ctx)
+        return pre
+
+    def leave(mod: torch.nn.Module, args: Any, out: Any) -> None:
+        stack.pop().__exit__(None, None, None)
+
+    def upcast(x: Any) -> Any:
+        return x.float() if torch.is_tensor(x) and x.dtype in (torch.bfloat16, torch.float16) else x
+
+    def attention_in(mod: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        enter(False)(mod, args)
+        return tuple(upcast(a) for a in args), {k: upcast(v) for k, v in kwargs.items()}
+
+    hf_model.get_input_embeddings().float()  # (a tied unembedding shares it: autocast still multiplies in dtype)
+    for mod in hf_model.modules():
+        if "norm" in type(mod).__name__.lower():
+            mod.float()
+    head = hf_model.get_output_embeddings()
+    for mod in layers + ([head] if head is not None else []):
+        mod.register_forward_pre_hook(enter(True))
+        mod.register_forward_hook(leave, always_call=True)
+    for att in attns:
+        att.float()
+        att.register_forward_pre_hook(attention_in, with_kwargs=True)
+        att.register_forward_hook(leave, always_call=True)
+    return precision_label(dtype, "mixed")
+
+
+def precision_label(dtype: Any, precision: str) -> str:
+    """How a model's numbers are computed, as manifests record it (``float32``, or the policy for a lower dtype)."""
+    name = str(dtype or "float32").replace("torch.", "")
+    if name == "float32":
+        return name
+    if precision == "mixed":
+        return f"mixed: {name} weights and matmuls, float32 attention and residual stream"
+    return f"pure: {name} throughout"

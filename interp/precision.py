@@ -84,7 +84,7 @@ def glitch_labels(model: Model, ids: list[int]) -> np.ndarray:
 
 def compare_precision(spec: str = "smollm2-135m", dtype: str = "bfloat16", *, max_facts: int = 8, n_requests: int = 6,
                       cov_tokens: int = 8192, n_glitch: int = 256, seed: int = 0, device: Optional[str] = None,
-                      models: Optional[dict[str, Model]] = None) -> dict[str, Any]:
+                      models: Optional[dict[str, Model]] = None, precision: str = "mixed") -> dict[str, Any]:
     """Measure the differences :data:`TOLERANCES` bounds between float32 and ``dtype``.
 
     Args:
@@ -97,6 +97,8 @@ def compare_precision(spec: str = "smollm2-135m", dtype: str = "bfloat16", *, ma
         seed: the sample's seed.
         device: where both models run.
         models: already loaded ``{"float32": ..., dtype: ...}`` (tests).
+        precision: the low-precision policy (:func:`interp.model.load_model`): ``"mixed"`` (float32
+            attention and residual stream, the default of every command) or ``"pure"``.
 
     Returns:
         The measured values (keys of :data:`TOLERANCES` plus counts and seconds per precision),
@@ -105,12 +107,12 @@ def compare_precision(spec: str = "smollm2-135m", dtype: str = "bfloat16", *, ma
     from interp.rome.compute_u import generate_prefixes
 
     models = dict(models or {})
-    out: dict[str, Any] = {"model": spec, "dtype": dtype, "seconds": {}}
+    out: dict[str, Any] = {"model": spec, "dtype": dtype, "precision": precision, "seconds": {}}
     res: dict[str, dict[str, Any]] = {}
     prefixes: Optional[list[str]] = None
     ids: Optional[list[int]] = None
     for dt in ("float32", dtype):
-        m = models.get(dt) or load_model(spec, device=device, dtype=dt)
+        m = models.get(dt) or load_model(spec, device=device, dtype=dt, precision=precision)
         t = time.perf_counter()
         with torch.no_grad():
             if prefixes is None:  # the same contexts for both precisions (sampled once, in float32)

@@ -195,6 +195,7 @@ def _identity(manifest: dict[str, Any]) -> dict[str, Any]:
         "model": model.get("spec"),
         "weight_hash": model.get("weight_hash"),
         "dtype": model.get("dtype"),
+        "precision": model.get("precision") or model.get("dtype"),
         "numerics": manifest.get("numerics"),
         "seed": manifest.get("seed"),
         "params": _jsonable(manifest.get("params") or {}),
@@ -216,13 +217,14 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def check_folder(out: str | Path, analysis: str, spec: str, numerics: str, dtype: str, seed: int,
-                 params: dict[str, Any], fresh: bool = False) -> None:
+                 params: dict[str, Any], fresh: bool = False, precision: Optional[str] = None) -> None:
     """The checks :class:`Run` makes on its folder, made before the model loads (the weight hash,
     which needs the weights, is checked by :class:`Run`).
 
     Raises:
         InterpError: when a live run holds ``out/analysis``, or (unless ``fresh``) it holds files
-            that are not a run, or a run made with another model, numerics, dtype, seed or parameters.
+            that are not a run, or a run made with another model, numerics, dtype, precision policy
+            (:func:`interp.loading.precision_label`; default: the dtype's own), seed or parameters.
     """
     folder = Path(out) / analysis
     for p in [folder, *folder.parents]:
@@ -241,7 +243,8 @@ def check_folder(out: str | Path, analysis: str, spec: str, numerics: str, dtype
     except (OSError, ValueError, AttributeError):
         raise InterpError(f"{folder} holds files that are not an interp run of {analysis} (no readable manifest.json); "
                           "use --fresh to replace them or choose another --out") from None
-    new = dict(old, analysis=analysis, model=spec, numerics=numerics, dtype=dtype, seed=seed, params=_jsonable(params))
+    new = dict(old, analysis=analysis, model=spec, numerics=numerics, dtype=dtype, precision=precision or dtype, seed=seed,
+               params=_jsonable(params))
     if old != new:
         diff = _differences(old, new)
         shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")

@@ -23,6 +23,7 @@ from typing import Iterator, Literal, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from interp.loading import decoder_layers
 from interp.model import Model
 
 _NO_TAIL = {"gpt2", "opt"}  # learned positions are added to inputs_embeds inside the decoder
@@ -30,12 +31,7 @@ _NO_TAIL = {"gpt2", "opt"}  # learned positions are added to inputs_embeds insid
 
 def _decoder(model: Model) -> tuple[Optional[torch.nn.Module], str]:
     """The HF decoder module and the name of its layer list (None when not found)."""
-    hf = model.hf_model
-    for base_name, layers in (("model", "layers"), ("transformer", "h"), ("gpt_neox", "layers")):
-        base = getattr(hf, base_name, None)
-        if base is not None and isinstance(getattr(base, layers, None), torch.nn.ModuleList):
-            return base, layers
-    return None, ""
+    return decoder_layers(model.hf_model)
 
 
 @contextlib.contextmanager
@@ -154,16 +150,12 @@ class TailCache:
         return out
 
 
-_CHECKED: dict[int, bool] = {}
-
-
 def tail_supported(model: Model) -> bool:
     """Whether :class:`TailCache` reproduces whole forward passes on ``model`` (checked once per
     model on two short sequences of different lengths: largest logit difference at most 1e-3 of the
-    logits' scale)."""
-    key = id(model)
-    if key in _CHECKED:
-        return _CHECKED[key]
+    logits' scale; the verdict is kept on the model)."""
+    if "_tail_ok" in model.__dict__:
+        return model.__dict__["_tail_ok"]
     ok = False
     if model.family not in _NO_TAIL and model.n_layers >= 2 and _decoder(model)[0] is not None:
         from interp.capture import capture
@@ -178,5 +170,5 @@ def tail_supported(model: Model) -> bool:
             ok = all(torch.allclose(a.float(), b.float(), atol=1e-3 * scale, rtol=0) for a, b in zip(ref, got))
         except Exception:  # noqa: BLE001 - a decoder that cannot be resumed falls back to whole passes
             ok = False
-    _CHECKED[key] = ok
+    model.__dict__["_tail_ok"] = ok
     return ok

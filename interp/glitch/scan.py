@@ -164,6 +164,7 @@ def exhaustive_scan(
         "versions": _versions(),
         "numerics": model.numerics,
         "dtype": str(model.dtype),
+        "precision": model.precision,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "resumed_session_seconds": time.time() - t_start,
     }

@@ -207,7 +207,7 @@ def collect_activations(
         return out
 
     key = {"pass": "recall-activations-v1", "model": model.weight_hash, "layers": layers, "batch_size": batch_size,
-           "dtype": str(dtype), "prompts": hashlib.sha256("\x00".join(prompts.texts).encode()).hexdigest()[:20]}
+           "dtype": str(dtype), "precision": model.precision, "prompts": hashlib.sha256("\x00".join(prompts.texts).encode()).hexdigest()[:20]}
     parts = distributed.map_chunks(len(chunks), compute, None if shard_dir is None else Path(shard_dir), key,
                                    desc=f"recall prompts ({prompts.shots}-shot)")
     if parts is None:

@@ -231,7 +231,7 @@ def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32,
     tails = prompt_tails(model, acts, from_layer, batch_size) if from_layer is not None else None
     for g, rows in enumerate(prefix_groups(p)):
         if tails is not None:
-            lg = torch.stack(tails[g].logits("last")).float()
+            lg = torch.stack(tails[g].logits("last", desc=desc)).float()
         else:
             prefix, ids, _ = prompt_inputs(model, p, rows)
             lg = capture(model, ids, prefix=prefix, logits=True, batch_size=batch_size, desc=desc).logits.float()

@@ -161,7 +161,7 @@ def stats_key(model: Model, layer: int, corpus: str, n_tokens: int, max_tokens: 
         "split": "train" if corpus == "wikipedia" else "",
         "n_tokens": int(n_tokens),
         "max_tokens": int(max_tokens),
-        "dtype": str(model.dtype).replace("torch.", ""),
+        "dtype": model.precision,  # "float32", or the low-precision policy (mixed or pure)
     }
 
 

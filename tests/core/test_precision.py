@@ -18,3 +18,39 @@ def test_bf16_agrees_with_fp32_within_the_stated_tolerances(smollm):
     assert all(r["within_tolerance"].values()), {k: r[k] for k in TOLERANCES}
     # bf16 does move the numbers: the comparison is not of a model with itself
     assert r["answer_prob_max_abs"] > 0 and r["denominator_rel_median"] > 0
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gptj", "opt", "gpt_neox", "llama", "gemma3", "qwen2"])
+def test_mixed_precision_keeps_attention_and_the_stream_in_float32(family):
+    import torch
+
+    from interp.capture import capture
+    from interp.loading import mixed_precision, precision_label
+    from interp.model import wrap_hf_model
+    from interp.testing import byte_tokenizer, tiny_hf_model
+
+    ref = wrap_hf_model(tiny_hf_model(family), byte_tokenizer(), spec="ref", prepend_bos=True)
+    m = wrap_hf_model(tiny_hf_model(family).to(torch.bfloat16), byte_tokenizer(), spec="mixed", prepend_bos=True)
+    assert mixed_precision(m.hf_model, torch.bfloat16) == precision_label(torch.bfloat16, "mixed")
+    assert m.weights_dtype == "bfloat16" and m.dtype == torch.float32
+    L = 1
+    hooks = [m.hook("resid_post", L), m.hook("z", L), m.hook("mlp_out", L)]
+    seqs = [[5, 9, 14, 3, 22], [7, 8]]
+    seen = {}
+
+    def note(name):
+        def fn(x, hook):
+            seen.setdefault(name, x.dtype)
+        return fn
+
+    with m.hooks([(h, note(h)) for h in hooks]), torch.no_grad():
+        m.bridge(torch.tensor([seqs[0]]))
+    got = capture(m, seqs, logits=True, positions="all", progress=False)
+    assert seen[hooks[0]] == torch.float32, "the residual stream is float32"
+    assert seen[hooks[1]] == torch.float32, "attention runs in float32"
+    assert seen[hooks[2]] == torch.bfloat16, "the MLP runs in bfloat16"
+    pure = wrap_hf_model(tiny_hf_model(family).to(torch.bfloat16), byte_tokenizer(), spec="pure", prepend_bos=True)
+    want = capture(ref, seqs, logits=True, positions="all", progress=False).logits
+    err = {k: max(float((a.float() - b.float()).abs().max()) for a, b in zip(c.logits, want))
+           for k, c in (("mixed", got), ("pure", capture(pure, seqs, logits=True, positions="all", progress=False)))}
+    assert err["mixed"] <= err["pure"] * 1.5 + 1e-3, err  # no worse than pure bf16 (tiny models: both are close)
