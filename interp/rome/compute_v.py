@@ -43,7 +43,7 @@ class VStar:
         losses: total loss per step.
         nll: the new object's NLL per step.
         steps: steps taken (ROME stops early when the loss falls below ``early_stop_loss``).
-        clamp_norm: the clamp radius ``clamp_norm_factor * ||v0||``.
+        clamp_norm: the clamp radius ``clamp_norm_factor * ||v0||`` (or the prefixed reference's norm).
     """
 
     delta: Float[torch.Tensor, "d_model"]
@@ -132,6 +132,7 @@ def compute_v(
     early_stop_loss: float = 0.05,
     kl_prompt: str = KL_PROMPT,
     prefix_cache: bool = True,
+    clamp_reference: str = "bare",
 ) -> VStar:
     """Optimise ROME's v* for one request.
 
@@ -150,6 +151,13 @@ def compute_v(
         kl_prompt: the essence prompt with ``{}`` for the subject.
         prefix_cache: run the tokens before each row's subject token once and reuse their keys
             and values at every step (they do not depend on δ); the same loss, fewer FLOPs.
+        clamp_reference: the output whose norm sets the clamp radius and the weight decay's scale:
+            ``"bare"`` (ROME and the released C-ROME code: ``v0`` at the bare prompt) or
+            ``"prefixed"`` (the mean norm of the output at the subject over the prefixed contexts,
+            ``contexts[1:]``). When the subject is the bare prompt's first token, ``v0`` sits at
+            the anomalous first position and is small (SmolLM2: norm about 5 against 22-70 for
+            later subjects), so ROME's ball is too small to reach the new object there; the
+            prefixed reference measures the scale where the consistent keys are read.
 
     Returns:
         The optimised :class:`VStar`.
@@ -158,6 +166,10 @@ def compute_v(
         raise InterpError("compute_v needs the bare prompt ('') as its first context")
     if steps < 1 or lr <= 0:
         raise InterpError("compute_v needs steps >= 1 and lr > 0")
+    if clamp_reference not in ("bare", "prefixed"):
+        raise InterpError(f"clamp_reference must be 'bare' or 'prefixed', not {clamp_reference!r}")
+    if clamp_reference == "prefixed" and len(contexts) < 2:
+        raise InterpError("clamp_reference='prefixed' needs at least one prefixed context")
     target = model.encode(request.target_new, prepend_bos=False)
     if not target:
         raise InterpError(f"target {request.target_new!r} has no tokens")
@@ -188,6 +200,8 @@ def compute_v(
     def add_delta(x, hook):
         if "v0" not in v0_box:
             v0_box["v0"] = x[0, look[0]].detach().clone()
+            out_at = x[torch.arange(n_rw, device=x.device), look[:n_rw]].detach().float()
+            v0_box["ref"] = out_at[0].norm() if clamp_reference == "bare" else out_at[1:].norm(dim=-1).mean()
         x = x.clone()
         x[torch.arange(B, device=x.device), look] = x[torch.arange(B, device=x.device), look] + delta
         return x
@@ -206,8 +220,8 @@ def compute_v(
             if kl_init is None:
                 kl_init = kl_lp.detach().clone()
             kl = F.kl_div(kl_init, kl_lp, log_target=True, reduction="sum")
-            v0 = v0_box["v0"].float()
-            wd = weight_decay * delta.norm() / v0.norm() ** 2
+            ref = v0_box["ref"]
+            wd = weight_decay * delta.norm() / ref ** 2
             loss = nll + kl_factor * kl + wd
             out.losses.append(float(loss.detach()))
             out.nll.append(float(nll.detach()))
@@ -217,10 +231,10 @@ def compute_v(
             loss.backward()
             opt.step()
             with torch.no_grad():
-                max_norm = clamp_norm_factor * v0.norm()
+                max_norm = clamp_norm_factor * ref
                 if delta.norm() > max_norm:
                     delta.mul_(max_norm / delta.norm())
     out.delta = delta.detach().float().cpu()
     out.v0 = v0_box["v0"].float().cpu()
-    out.clamp_norm = float(clamp_norm_factor * out.v0.norm())
+    out.clamp_norm = float(clamp_norm_factor * v0_box["ref"])
     return out

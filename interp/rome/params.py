@@ -44,6 +44,10 @@ PARAMS = Params("rome", [
     Param("kl_factor", "float", 0.0625, min=0, help="weight of the essence KL term"),
     Param("v_weight_decay", "float", 0.5, min=0, help="weight decay on v* - v"),
     Param("clamp_norm_factor", "float", 4.0, min=0, min_open=True, help="largest |v* - v| as a multiple of |v|"),
+    Param("fix_clamp_reference", "choice", "prefixed", choices=["bare", "prefixed"],
+          help="v* of the consistent variants: clamp and weight decay scaled by the output's mean norm over the prefixed "
+               "contexts (prefixed: a second v* per request) or by v0 at the bare prompt, shared with ROME (bare, "
+               "the released C-ROME code); ROME itself always uses bare"),
     Param("early_stop_loss", "float", 0.05, min=0, help="stop optimising v* below this loss"),
     Param("v_prefix_cache", "bool", True, help="v*: run the tokens before the subject once (same loss, fewer FLOPs)"),
     Param("cov", "choice", "second_moment", choices=["second_moment", "identity"],

@@ -150,11 +150,20 @@ def edit_request(model: Model, p: dict, layer: int, req: EditRequest, i: int, ke
     scores (``evaluate``) and the perplexity ratio under it (``collapse``). Rows carry the seconds
     each sub-step took (``seconds_v_star``, ``seconds_evaluate``, ``seconds_perplexity``)."""
     t0 = time.perf_counter()
-    vs = compute_v(
-        model, req, layer, [""] + prefixes[: p["v_contexts"]], steps=p["v_steps"], lr=p["v_lr"], kl_factor=p["kl_factor"],
-        weight_decay=p["v_weight_decay"], clamp_norm_factor=p["clamp_norm_factor"], early_stop_loss=p["early_stop_loss"],
-        prefix_cache=bool(p["v_prefix_cache"]),
-    )
+
+    def v_star(reference: str) -> Any:
+        return compute_v(
+            model, req, layer, [""] + prefixes[: p["v_contexts"]], steps=p["v_steps"], lr=p["v_lr"], kl_factor=p["kl_factor"],
+            weight_decay=p["v_weight_decay"], clamp_norm_factor=p["clamp_norm_factor"], early_stop_loss=p["early_stop_loss"],
+            prefix_cache=bool(p["v_prefix_cache"]), clamp_reference=reference,
+        )
+
+    # ROME keeps its own v* (clamp at the bare prompt's v0); the consistent variants use the clamp
+    # reference ``fix_clamp_reference`` names, optimised separately when it differs
+    fixes = [v for v in p["variants"] if v != "rome"]
+    ref_fix = p["fix_clamp_reference"]
+    v_rome = v_star("bare") if "rome" in p["variants"] or ref_fix == "bare" else None
+    v_fix = v_rome if ref_fix == "bare" or not fixes else v_star(ref_fix)
     t_v = time.perf_counter() - t0
     t_eval = t_ppl = 0.0
     t = time.perf_counter()
@@ -167,6 +176,7 @@ def edit_request(model: Model, p: dict, layer: int, req: EditRequest, i: int, ke
     den_norm = {"mixed": normalized_denominator(u, keys.k_u[i]), "consistent": normalized_denominator(u, keys.k_bar[i])}
     rows = []
     for variant in p["variants"]:
+        vs = v_rome if variant == "rome" else v_fix
         up = rome_update(c_inv, keys.k_u[i], keys.k_bar[i], vs.delta, keys.w_k_u[i], keys.w_k_bar[i], variant)
         prefixed = variant == "consistent_prefix"
         prompts = pref if prefixed else bare
@@ -194,7 +204,8 @@ def edit_request(model: Model, p: dict, layer: int, req: EditRequest, i: int, ke
             "k_u_norm": float(keys.k_u[i].norm()), "k_bar_norm": float(keys.k_bar[i].norm()),
             "k_u_k_bar_cosine": float(torch.nn.functional.cosine_similarity(keys.k_u[i], keys.k_bar[i], dim=0)),
             "v0_norm": float(vs.v0.norm()), "delta_norm": float(vs.delta.norm()), "delta_rel_norm": vs.delta_rel_norm,
-            "clamp_bound": vs.clamp_bound,
+            "clamp_bound": vs.clamp_bound, "clamp_norm": vs.clamp_norm,
+            "clamp_reference": "bare" if variant == "rome" else ref_fix,
             "v_steps": vs.steps, "v_final_loss": vs.losses[-1], "v_final_nll": vs.nll[-1],
             **ppl,
             **edit_scores(prompts, before[prefixed], after),

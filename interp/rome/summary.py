@@ -119,6 +119,8 @@ def edit_summary(edits: pd.DataFrame, variants: Sequence[str]) -> dict:
         "delta_rel_norm_median_normal": float(norm.delta_rel_norm.median()) if len(norm) else float("nan"),
         "clamp_bound_fraction_collapse": _mean(coll.clamp_bound.astype(float)),
         "clamp_bound_fraction_normal": _mean(norm.clamp_bound.astype(float)),
+        "clamp_bound_fraction_collapse_consistent_prefix": _mean(
+            edits[(edits.variant == "consistent_prefix") & edits.case_id.isin(collapsed)].clamp_bound.astype(float)),
         "delta_w_norm_median_collapse": float(coll.delta_w_norm.median()) if len(coll) else float("nan"),
         "delta_w_norm_median_normal": float(norm.delta_w_norm.median()) if len(norm) else float("nan"),
         "ppl_ratio_max_normal_rome": float(norm.ppl_ratio.max()) if len(norm) else float("nan"),

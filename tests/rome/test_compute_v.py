@@ -71,3 +71,22 @@ def test_clamp_flag(tiny_models):
     assert tight.clamp_bound and tight.delta_rel_norm == pytest.approx(0.1, rel=1e-3)
     loose = compute_v(m, REQ, 1, [""], steps=2, lr=1e-3, clamp_norm_factor=100.0)
     assert not loose.clamp_bound and loose.delta_rel_norm < 1
+
+
+def test_prefixed_clamp_reference_scales_with_the_prefixed_outputs(tiny_models):
+    # the clamp radius follows the mean norm of the edited MLP's output at the subject over the
+    # prefixed contexts (read with the keys' own pass), not v0 at the bare prompt
+    m = tiny_models["llama"]
+    ctx = ["", "Hi. ", "Well then, "]
+    bare = compute_v(m, REQ, 1, ctx, steps=3, lr=5.0, clamp_norm_factor=0.1)
+    pref = compute_v(m, REQ, 1, ctx, steps=3, lr=5.0, clamp_norm_factor=0.1, clamp_reference="prefixed")
+    keys = compute_keys(m, [REQ], 1, ctx[1:])
+    # w_k_bar is the mean output over the key contexts; its norm bounds the mean of norms from below
+    assert pref.clamp_norm >= 0.1 * float(keys.w_k_bar[0].norm()) - 1e-4
+    assert bare.clamp_norm == pytest.approx(0.1 * float(bare.v0.norm()), rel=1e-5)
+    assert pref.clamp_norm != pytest.approx(bare.clamp_norm, rel=1e-3)
+    assert bare.clamp_bound and pref.clamp_bound and float(pref.delta.norm()) == pytest.approx(pref.clamp_norm, rel=1e-3)
+    with pytest.raises(InterpError):
+        compute_v(m, REQ, 1, [""], clamp_reference="prefixed")
+    with pytest.raises(InterpError):
+        compute_v(m, REQ, 1, ctx, clamp_reference="other")

@@ -37,6 +37,13 @@ def test_pipeline_runs_end_to_end_on_a_tiny_model(tiny_models, tmp_path, monkeyp
     assert s["n_requests"] == 3 and s["layer"] == 1
     edits = pd.read_csv(tmp_path / "out/rome/tables/edits.csv")
     assert len(edits) == 9 and set(edits.variant) == {"rome", "consistent", "consistent_prefix"}
+    # ROME keeps its own v* (clamp at the bare v0); the fixes use the prefixed reference, a separate v*
+    assert set(edits[edits.variant == "rome"].clamp_reference) == {"bare"}
+    assert set(edits[edits.variant != "rome"].clamp_reference) == {"prefixed"}
+    by = edits.set_index(["case_id", "variant"])
+    for c in edits.case_id.unique():
+        assert by.loc[(c, "consistent"), "clamp_norm"] == by.loc[(c, "consistent_prefix"), "clamp_norm"]
+        assert by.loc[(c, "rome"), "clamp_norm"] != pytest.approx(by.loc[(c, "consistent"), "clamp_norm"], rel=1e-4)
     on_disk = json.loads((tmp_path / "out/rome/summary.json").read_text())
     assert on_disk["n_requests"] == 3
     for f in ("denominator_vs_numerator", "perplexity_before_after", "first_token_projection", "covariance_convergence"):
@@ -55,6 +62,17 @@ def test_identity_covariance_is_recorded(tiny_models, tmp_path, monkeypatch):
     assert s["cov_corpus"] == "identity" and s["cov_tokens"] == 0
     edits = pd.read_csv(tmp_path / "out/rome/tables/edits.csv")
     assert set(edits.variant) == {"rome", "consistent", "consistent_delta"}
+
+
+def test_bare_fix_clamp_shares_romes_v_star(tiny_models, tmp_path, monkeypatch):
+    # the released C-ROME code: one v* (clamp at the bare prompt's v0) for every variant
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
+    m = tiny_models["llama"]
+    params = dict(SMALL, n_requests=1, fix_clamp_reference="bare")
+    run = Run(tmp_path / "out", "rome", model=m, params=params)
+    pipeline.run(m, run, quick=False, **params)
+    edits = pd.read_csv(tmp_path / "out/rome/tables/edits.csv")
+    assert set(edits.clamp_reference) == {"bare"} and edits.clamp_norm.nunique() == 1 and edits.delta_norm.nunique() == 1
 
 
 def test_parameters_are_checked(tiny_models, tmp_path):
