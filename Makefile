@@ -38,8 +38,9 @@ $(VENV)/.installed: pyproject.toml
 reproduce: setup
 	$(VENV)/bin/interp reproduce --model $(MODEL) --out $(OUT) --quick --fresh
 
-reproduce-full: setup
-	$(VENV)/bin/interp reproduce --model $(MODEL) --out $(OUT)-full --fresh
+# full sizes, one model (MODEL=...); the full-size runs live under figures/full/<model>/
+reproduce-full: setup-families
+	$(VENV)/bin/interp reproduce --model $(MODEL) --out figures/full/$(MODEL) --fresh
 
 # every analysis (quick sizes) on all three real models, then the cross-family page figures/index.html
 reproduce-families: setup-families

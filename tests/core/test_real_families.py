@@ -102,19 +102,16 @@ def test_last_block_reruns_match_whole_passes(name, request):
 
 
 def test_mixed_bf16_keeps_qwen_answer_probabilities(qwen):
-    # Qwen2.5's large QKV biases: in pure bf16 "Portugal ... continent of" loses 0.35 of its answer
-    # probability; the default mixed policy (float32 attention and stream) keeps it within 0.05
-    prompt = qwen.chat_prompt("Portugal is located on the continent of") if qwen.chat else "Portugal is located on the continent of"
-    ans = qwen.encode(" Europe", prepend_bos=False)[0]
+    # Qwen2.5's large QKV biases: in pure bf16 one of the 64 packaged facts ("Portugal ... continent
+    # of") loses 0.35 of its answer probability; the default mixed policy (float32 attention and
+    # stream) keeps every fact within the 0.05 tolerance
+    from interp.precision import TOLERANCES, answer_probabilities
 
-    def prob(m) -> float:
-        with torch.no_grad():
-            return float(torch.softmax(m.forward(m.to_tokens(prompt))[0, -1].float(), -1)[ans])
-
-    ref = prob(qwen)
+    ref, _ = answer_probabilities(qwen, 8)
     mixed = interp.load_model("qwen2.5-coder-0.5b", device="cpu", dtype="bfloat16")
     assert mixed.precision.startswith("mixed") and mixed.describe()["dtype"] == "bfloat16"
-    got = prob(mixed)
+    got, _ = answer_probabilities(mixed, 8)
     del mixed
-    pure = prob(interp.load_model("qwen2.5-coder-0.5b", device="cpu", dtype="bfloat16", precision="pure"))
-    assert abs(got - ref) < 0.05 < abs(pure - ref), (ref, got, pure)
+    pure, _ = answer_probabilities(interp.load_model("qwen2.5-coder-0.5b", device="cpu", dtype="bfloat16", precision="pure"), 8)
+    tol = TOLERANCES["answer_prob_max_abs"]
+    assert float((got - ref).abs().max()) < tol < float((pure - ref).abs().max())
