@@ -44,6 +44,8 @@ class VStar:
         nll: the new object's NLL per step.
         steps: steps taken (ROME stops early when the loss falls below ``early_stop_loss``).
         clamp_norm: the clamp radius ``clamp_norm_factor * ||v0||`` (or the prefixed reference's norm).
+        prefixed_norm: the mean norm of the output at the subject over the prefixed contexts (nan
+            with the bare prompt alone).
     """
 
     delta: Float[torch.Tensor, "d_model"]
@@ -52,6 +54,7 @@ class VStar:
     nll: list[float] = field(default_factory=list)
     steps: int = 0
     clamp_norm: float = float("inf")
+    prefixed_norm: float = float("nan")
 
     @property
     def clamp_bound(self) -> bool:
@@ -201,7 +204,8 @@ def compute_v(
         if "v0" not in v0_box:
             v0_box["v0"] = x[0, look[0]].detach().clone()
             out_at = x[torch.arange(n_rw, device=x.device), look[:n_rw]].detach().float()
-            v0_box["ref"] = out_at[0].norm() if clamp_reference == "bare" else out_at[1:].norm(dim=-1).mean()
+            v0_box["prefixed"] = out_at[1:].norm(dim=-1).mean() if n_rw > 1 else torch.tensor(float("nan"))
+            v0_box["ref"] = out_at[0].norm() if clamp_reference == "bare" else v0_box["prefixed"]
         x = x.clone()
         x[torch.arange(B, device=x.device), look] = x[torch.arange(B, device=x.device), look] + delta
         return x
@@ -237,4 +241,5 @@ def compute_v(
     out.delta = delta.detach().float().cpu()
     out.v0 = v0_box["v0"].float().cpu()
     out.clamp_norm = float(clamp_norm_factor * v0_box["ref"])
+    out.prefixed_norm = float(v0_box["prefixed"])
     return out

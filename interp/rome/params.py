@@ -45,9 +45,9 @@ PARAMS = Params("rome", [
     Param("v_weight_decay", "float", 0.5, min=0, help="weight decay on v* - v"),
     Param("clamp_norm_factor", "float", 4.0, min=0, min_open=True, help="largest |v* - v| as a multiple of |v|"),
     Param("fix_clamp_reference", "choice", "prefixed", choices=["bare", "prefixed"],
-          help="v* of the consistent variants: clamp and weight decay scaled by the output's mean norm over the prefixed "
-               "contexts (prefixed: a second v* per request) or by v0 at the bare prompt, shared with ROME (bare, "
-               "the released C-ROME code); ROME itself always uses bare"),
+          help="v* of the consistent variants where the bare v0 is anomalous (norm under half the prefixed outputs' "
+               "mean): re-optimised with clamp and weight decay scaled by that mean (prefixed), or ROME's v* shared "
+               "(bare, the released C-ROME code); ROME itself always uses the bare v0"),
     Param("early_stop_loss", "float", 0.05, min=0, help="stop optimising v* below this loss"),
     Param("v_prefix_cache", "bool", True, help="v*: run the tokens before the subject once (same loss, fewer FLOPs)"),
     Param("cov", "choice", "second_moment", choices=["second_moment", "identity"],

@@ -144,6 +144,9 @@ def reference_perplexity(model: Model, p: dict, prefixes: Sequence[str]) -> Refe
                       seed=p["eval_seed"], texts=texts)
 
 
+FIX_ANOMALY_RATIO = 0.5  # bare v0 norm / prefixed mean norm below which the fix re-optimises v*
+
+
 def edit_request(model: Model, p: dict, layer: int, req: EditRequest, i: int, keys: RequestKeys, c_inv: torch.Tensor,
                  prefixes: list[str], ref: ReferencePerplexity) -> list[dict]:
     """One request: v* (``compute_v``), then per key variant ΔW (``rome_main``), its CounterFact
@@ -158,12 +161,16 @@ def edit_request(model: Model, p: dict, layer: int, req: EditRequest, i: int, ke
             prefix_cache=bool(p["v_prefix_cache"]), clamp_reference=reference,
         )
 
-    # ROME keeps its own v* (clamp at the bare prompt's v0); the consistent variants use the clamp
-    # reference ``fix_clamp_reference`` names, optimised separately when it differs
+    # ROME's v* is clamped at the bare prompt's v0. With fix_clamp_reference="prefixed", the consistent
+    # variants get their own v* (clamp scaled by the output's mean norm over the prefixed contexts)
+    # where the bare v0 is anomalous: its norm below FIX_ANOMALY_RATIO of that mean (a subject at the
+    # sequence's first position: SmolLM2 about 5 against 20-30); elsewhere both scales agree (ratios
+    # near 1) and ROME's v* is shared, as in the released C-ROME code.
     fixes = [v for v in p["variants"] if v != "rome"]
-    ref_fix = p["fix_clamp_reference"]
-    v_rome = v_star("bare") if "rome" in p["variants"] or ref_fix == "bare" else None
-    v_fix = v_rome if ref_fix == "bare" or not fixes else v_star(ref_fix)
+    v_rome = v_star("bare")
+    anomalous = float(v_rome.v0.norm()) < FIX_ANOMALY_RATIO * v_rome.prefixed_norm
+    ref_fix = "prefixed" if p["fix_clamp_reference"] == "prefixed" and fixes and anomalous else "bare"
+    v_fix = v_star("prefixed") if ref_fix == "prefixed" else v_rome
     t_v = time.perf_counter() - t0
     t_eval = t_ppl = 0.0
     t = time.perf_counter()
@@ -206,6 +213,7 @@ def edit_request(model: Model, p: dict, layer: int, req: EditRequest, i: int, ke
             "v0_norm": float(vs.v0.norm()), "delta_norm": float(vs.delta.norm()), "delta_rel_norm": vs.delta_rel_norm,
             "clamp_bound": vs.clamp_bound, "clamp_norm": vs.clamp_norm,
             "clamp_reference": "bare" if variant == "rome" else ref_fix,
+            "v0_prefixed_norm": v_rome.prefixed_norm,
             "v_steps": vs.steps, "v_final_loss": vs.losses[-1], "v_final_nll": vs.nll[-1],
             **ppl,
             **edit_scores(prompts, before[prefixed], after),

@@ -37,13 +37,17 @@ def test_pipeline_runs_end_to_end_on_a_tiny_model(tiny_models, tmp_path, monkeyp
     assert s["n_requests"] == 3 and s["layer"] == 1
     edits = pd.read_csv(tmp_path / "out/rome/tables/edits.csv")
     assert len(edits) == 9 and set(edits.variant) == {"rome", "consistent", "consistent_prefix"}
-    # ROME keeps its own v* (clamp at the bare v0); the fixes use the prefixed reference, a separate v*
+    # ROME keeps its own v* (clamp at the bare v0); the fixes re-optimise with the prefixed reference
+    # exactly where the bare v0 is anomalous, and share ROME's v* elsewhere
     assert set(edits[edits.variant == "rome"].clamp_reference) == {"bare"}
-    assert set(edits[edits.variant != "rome"].clamp_reference) == {"prefixed"}
     by = edits.set_index(["case_id", "variant"])
     for c in edits.case_id.unique():
-        assert by.loc[(c, "consistent"), "clamp_norm"] == by.loc[(c, "consistent_prefix"), "clamp_norm"]
-        assert by.loc[(c, "rome"), "clamp_norm"] != pytest.approx(by.loc[(c, "consistent"), "clamp_norm"], rel=1e-4)
+        r = by.loc[(c, "rome")]
+        anomalous = r.v0_norm < pipeline.FIX_ANOMALY_RATIO * r.v0_prefixed_norm
+        for v in ("consistent", "consistent_prefix"):
+            assert by.loc[(c, v), "clamp_reference"] == ("prefixed" if anomalous else "bare")
+            same = by.loc[(c, v), "clamp_norm"] == pytest.approx(r.clamp_norm, rel=1e-6)
+            assert same != anomalous
     on_disk = json.loads((tmp_path / "out/rome/summary.json").read_text())
     assert on_disk["n_requests"] == 3
     for f in ("denominator_vs_numerator", "perplexity_before_after", "first_token_projection", "covariance_convergence"):
@@ -134,3 +138,17 @@ def test_perplexity_figure_draws_each_edit_as_its_ratio():
     boxes = {(t.xaxis, t.name): list(t.y) for t in fig.data}
     assert boxes[("x", "generic texts")] == [10.0, 1.0] and boxes[("x2", "own generations")] == [1.0, 2.0]
     assert sorted(s.y0 for s in fig.layout.shapes) == [1.0, 1.0, 2.0, 2.0]
+
+
+def test_fix_reoptimises_v_star_where_v0_is_anomalous(tiny_models, tmp_path, monkeypatch):
+    # every request counted anomalous: the fixes carry their own v*, clamped at the prefixed scale
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(pipeline, "FIX_ANOMALY_RATIO", 1e9)
+    m = tiny_models["llama"]
+    params = dict(SMALL, n_requests=1)
+    run = Run(tmp_path / "out", "rome", model=m, params=params)
+    pipeline.run(m, run, quick=False, **params)
+    e = pd.read_csv(tmp_path / "out/rome/tables/edits.csv").set_index("variant")
+    assert e.loc["rome", "clamp_reference"] == "bare" and e.loc["consistent_prefix", "clamp_reference"] == "prefixed"
+    assert e.loc["consistent_prefix", "clamp_norm"] == pytest.approx(4.0 * e.loc["rome", "v0_prefixed_norm"], rel=1e-5)
+    assert e.loc["rome", "clamp_norm"] == pytest.approx(4.0 * e.loc["rome", "v0_norm"], rel=1e-5)
