@@ -26,13 +26,14 @@ Families whose bridge has no ``hook_pattern`` (OPT) get it derived from ``hook_q
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import copy
 import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -74,6 +75,17 @@ def current_batch() -> Optional[BatchInfo]:
     """The :class:`BatchInfo` of the forward pass being run by :func:`capture` or
     :func:`interp.greedy_generate` (None outside them)."""
     return _BATCH.get()
+
+
+@contextlib.contextmanager
+def running(info: BatchInfo) -> Iterator[None]:
+    """Make ``info`` what :func:`current_batch` returns for the forward pass run inside the block
+    (:func:`capture`, :func:`interp.greedy_generate` and :class:`interp.tail.TailCache` use it)."""
+    token = _BATCH.set(info)
+    try:
+        yield
+    finally:
+        _BATCH.reset(token)
 
 
 @dataclass
@@ -164,12 +176,9 @@ def _prefix_cache(model: Model, prefix_ids: list[int], want_k_layers: list[int])
         hooks.append((f"blocks.{L}.attn.hook_k", save_k))
     ids = torch.tensor([prefix_ids], device=model.device)
     P = len(prefix_ids)
-    token = _BATCH.set(BatchInfo(torch.tensor([P]), 0, torch.tensor([P - 1]), torch.zeros(0, dtype=torch.long), "prefix"))
-    try:
-        with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
-            _, cache = model.bridge(ids, return_type="logits_and_cache", logits_to_keep=1)
-    finally:
-        _BATCH.reset(token)
+    with running(BatchInfo(torch.tensor([P]), 0, torch.tensor([P - 1]), torch.zeros(0, dtype=torch.long), "prefix")), \
+            torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
+        _, cache = model.bridge(ids, return_type="logits_and_cache", logits_to_keep=1)
     return cache, keys
 
 
@@ -339,12 +348,9 @@ def capture(
             kwargs["logits_to_keep"] = 1
         if P:
             kwargs["past_key_values"] = _expand_cache(cache0, B)
-        token = _BATCH.set(BatchInfo(torch.tensor([lengths[i] for i in rows]), P, last_rel, torch.tensor(rows)))
-        try:
-            with torch.no_grad(), model.bridge.hooks(fwd_hooks=fwd):
-                lg = model.bridge(ids.to(model.device), **kwargs)
-        finally:
-            _BATCH.reset(token)
+        with running(BatchInfo(torch.tensor([lengths[i] for i in rows]), P, last_rel, torch.tensor(rows))), \
+                torch.no_grad(), model.bridge.hooks(fwd_hooks=fwd):
+            lg = model.bridge(ids.to(model.device), **kwargs)
 
         def take(x: torch.Tensor, name: str) -> Any:
             qaxis = 2 if name.endswith(_QUERY_AXIS_HOOKS) else 1

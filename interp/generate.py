@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
-from interp.capture import _BATCH, BatchInfo, _as_token_lists, _expand_cache, _prefix_cache
+from interp.capture import BatchInfo, _as_token_lists, _expand_cache, _prefix_cache, running
 from interp.errors import InterpError
 from interp.model import Model
 
@@ -87,11 +87,8 @@ def greedy_generate(
                 # hooks see where each row's last token is: the left-padded prompt's end, then the new token
                 info = BatchInfo(mask.sum(1).cpu(), P, torch.full((len(alive),), step_ids.shape[1] - 1),
                                  torch.tensor(alive), "prompt" if step == 0 else "decode")
-                token = _BATCH.set(info)
-                try:
+                with running(info):
                     logits, cache = model.bridge(step_ids, **kw)
-                finally:
-                    _BATCH.reset(token)
                 nxt = logits[:, -1].argmax(-1)
                 keep = []
                 for j, i in enumerate(alive):

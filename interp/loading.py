@@ -498,8 +498,10 @@ def mixed_precision(hf_model: Any, dtype: torch.dtype) -> str:
     def upcast(x: Any) -> Any:
         return x.float() if torch.is_tensor(x) and x.dtype in (torch.bfloat16, torch.float16) else x
 
+    autocast_off = enter(False)
+
     def attention_in(mod: torch.nn.Module, args: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        enter(False)(mod, args)
+        autocast_off(mod, args)
         return tuple(upcast(a) for a in args), {k: upcast(v) for k, v in kwargs.items()}
 
     hf_model.get_input_embeddings().float()  # (a tied unembedding shares it: autocast still multiplies in dtype)

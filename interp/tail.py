@@ -29,11 +29,6 @@ from interp.model import Model
 _NO_TAIL = {"gpt2", "opt"}  # learned positions are added to inputs_embeds inside the decoder
 
 
-def _decoder(model: Model) -> tuple[Optional[torch.nn.Module], str]:
-    """The HF decoder module and the name of its layer list (None when not found)."""
-    return decoder_layers(model.hf_model)
-
-
 @contextlib.contextmanager
 def _layers_from(base: torch.nn.Module, attr: str, start: int) -> Iterator[None]:
     """The decoder with its layer list (and the config's per-layer ``layer_types``, which decoders
@@ -54,7 +49,7 @@ def _layers_from(base: torch.nn.Module, attr: str, start: int) -> Iterator[None]
 
 def _tail_forward(model: Model, x: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
     """Final hidden states (after the final norm) of blocks ``start ..`` run on residual ``x``."""
-    base, attr = _decoder(model)
+    base, attr = decoder_layers(model.hf_model)
     assert base is not None
     with torch.no_grad(), _layers_from(base, attr, start):
         out = base(inputs_embeds=x.to(model.device, model.dtype), attention_mask=mask.to(model.device), use_cache=False)
@@ -116,7 +111,7 @@ class TailCache:
         return [got[i] for i in want]
 
     def _logits(self, positions: str, want: list[int], desc: Optional[str] = None) -> dict[int, torch.Tensor]:
-        from interp.capture import _BATCH, BatchInfo
+        from interp.capture import BatchInfo, running
 
         out: dict[int, torch.Tensor] = {}
         order = sorted(want, key=lambda i: -len(self.seqs[i]))
@@ -132,11 +127,8 @@ class TailCache:
                 x[j, :n] = self.resid[i]
                 mask[j, :n] = 1
             lengths = torch.tensor([len(self.seqs[i]) for i in rows])
-            token = _BATCH.set(BatchInfo(lengths, 0, lengths - 1, torch.tensor(rows)))
-            try:
+            with running(BatchInfo(lengths, 0, lengths - 1, torch.tensor(rows))):
                 h = _tail_forward(self.model, x, mask, self.start)
-            finally:
-                _BATCH.reset(token)
             with torch.no_grad():
                 if positions == "last":
                     last = torch.tensor([len(self.seqs[i]) - 1 for i in rows], device=h.device)
@@ -157,7 +149,7 @@ def tail_supported(model: Model) -> bool:
     if "_tail_ok" in model.__dict__:
         return model.__dict__["_tail_ok"]
     ok = False
-    if model.family not in _NO_TAIL and model.n_layers >= 2 and _decoder(model)[0] is not None:
+    if model.family not in _NO_TAIL and model.n_layers >= 2 and decoder_layers(model.hf_model)[0] is not None:
         from interp.capture import capture
 
         g = torch.Generator().manual_seed(0)

@@ -136,6 +136,17 @@ def prompt_tails(model: Model, acts: RecallActivations, start: int, batch_size: 
     return kept[start]
 
 
+def group_logits(model: Model, acts: RecallActivations, g: int, rows: Sequence[int], tails: Optional[list[TailCache]],
+                 batch_size: int, desc: str) -> torch.Tensor:
+    """Last-position logits of prefix group ``g`` (its prompt ``rows``) under whatever hooks are active:
+    from its :class:`~interp.tail.TailCache` when ``tails`` (:func:`prompt_tails`) is given, else a
+    whole capture on the group's shared prefix."""
+    if tails is not None:
+        return torch.stack(tails[g].logits("last", desc=desc))
+    prefix, ids, _ = prompt_inputs(model, acts.prompts, rows)
+    return capture(model, ids, prefix=prefix, logits=True, batch_size=batch_size, desc=desc).logits
+
+
 def activation_chunks(prompts: PromptSet, batch_size: int) -> list[list[int]]:
     """The prompt rows of each chunk: each prefix group cut into runs of ``CHUNK_BATCHES`` batches.
 

@@ -22,11 +22,10 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 
-from interp.capture import capture
 from interp.errors import InterpError
 from interp.model import Model
 from interp.recall.ablation import Head, ablate_heads, head_name
-from interp.recall.activations import RecallActivations, prefix_groups, prompt_inputs, prompt_tails
+from interp.recall.activations import RecallActivations, group_logits, prefix_groups, prompt_tails
 from interp.recall.attribution import direct_logit_attribution
 
 
@@ -104,11 +103,7 @@ def _mean_ablated_probs(model: Model, acts: RecallActivations, heads: list[Head]
         idx = torch.tensor(rows)
         m = {L: means[L][idx] for L in {h[0] for h in heads}}
         with ablate_heads(model, heads, mode="mean", means=m, positions="last"):
-            if tails is not None:
-                lg = torch.stack(tails[g].logits("last", desc=desc))
-            else:
-                prefix, ids, _ = prompt_inputs(model, p, rows)
-                lg = capture(model, ids, prefix=prefix, logits=True, batch_size=batch_size, desc=desc).logits
+            lg = group_logits(model, acts, g, rows, tails, batch_size, desc)
         ans = torch.tensor([p.answer_ids[i] for i in rows])
         prob[idx] = torch.softmax(lg.float(), -1).gather(1, ans[:, None])[:, 0]
     return prob
@@ -151,10 +146,11 @@ def argument_ablation(
         raise InterpError("no argument heads to ablate")
     rng = random.Random(seed)
     draws = [random_heads_like(model, heads, rng) for _ in range(n_random)]
-    means = relation_mean_z(acts, sorted({L for h in heads + [x for d in draws for x in d] for L in [h[0]]}))
+    layers = sorted({L for L, _ in heads + [x for d in draws for x in d]})
+    means = relation_mean_z(acts, layers)
     base = float(acts.answer_prob.mean())
     rows = []
-    start = min(L for h in heads + [x for d in draws for x in d] for L in [h[0]])  # no ablation acts before this block
+    start = layers[0]  # no ablation acts before this block
     arg = float(_mean_ablated_probs(model, acts, heads, means, batch_size, "ablate argument heads", start).mean())
     rows.append({"ablation": "argument heads", "draw": -1, "heads": ",".join(map(head_name, heads)), "answer_prob": arg, "drop": base - arg})
     rnd = []

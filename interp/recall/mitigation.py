@@ -43,12 +43,11 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 
-from interp.capture import capture
 from interp.errors import InterpError
 from interp.model import Model
 from interp.recall import sources
 from interp.recall.ablation import Head, ablate_heads, ablation_hooks, head_name
-from interp.recall.activations import RecallActivations, collect_activations, prefix_groups, prompt_inputs, prompt_tails
+from interp.recall.activations import RecallActivations, collect_activations, group_logits, prefix_groups, prompt_tails
 from interp.tail import TailCache, tail_supported
 from interp.recall.anti_overconfidence import log_frequency, next_token_stats
 from interp.recall.attribution import direct_logit_attribution, final_norm_linear
@@ -230,11 +229,7 @@ def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32,
     ok = torch.zeros(len(p), dtype=torch.bool)
     tails = prompt_tails(model, acts, from_layer, batch_size) if from_layer is not None else None
     for g, rows in enumerate(prefix_groups(p)):
-        if tails is not None:
-            lg = torch.stack(tails[g].logits("last", desc=desc)).float()
-        else:
-            prefix, ids, _ = prompt_inputs(model, p, rows)
-            lg = capture(model, ids, prefix=prefix, logits=True, batch_size=batch_size, desc=desc).logits.float()
+        lg = group_logits(model, acts, g, rows, tails, batch_size, desc).float()
         ans = torch.tensor([p.answer_ids[i] for i in rows])
         idx = torch.tensor(rows)
         prob[idx] = torch.softmax(lg, -1).gather(1, ans[:, None])[:, 0]

@@ -202,8 +202,8 @@ def compute_v(
 
     def add_delta(x, hook):
         if "v0" not in v0_box:
-            v0_box["v0"] = x[0, look[0]].detach().clone()
             out_at = x[torch.arange(n_rw, device=x.device), look[:n_rw]].detach().float()
+            v0_box["v0"] = out_at[0]
             v0_box["prefixed"] = out_at[1:].norm(dim=-1).mean() if n_rw > 1 else torch.tensor(float("nan"))
             v0_box["ref"] = out_at[0].norm() if clamp_reference == "bare" else v0_box["prefixed"]
         x = x.clone()
