@@ -18,6 +18,7 @@ import datetime
 import importlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -74,9 +75,21 @@ def init(device: str = "cpu") -> World:
     return World(rank=rank, size=size, backend=backend)
 
 
+FINISH_TIMEOUT_S = 120.0
+
+
 def finish(world: World) -> None:
-    """Leave the process group (after the last barrier)."""
+    """Leave the process group once every rank is past its last collective.
+
+    Without the closing barrier a rank may tear its gloo connections down while a peer is still reading
+    the last broadcast, and gloo then aborts that peer ("terminate called without an active exception").
+    A peer that never arrives (it failed) costs ``FINISH_TIMEOUT_S`` seconds and a warning, not a hang.
+    """
     if world.size > 1 and torch.distributed.is_initialized():
+        try:
+            torch.distributed.barrier(async_op=True).wait(timeout=datetime.timedelta(seconds=FINISH_TIMEOUT_S))
+        except RuntimeError as e:
+            warnings.warn(f"rank {world.rank}: not every rank reached the end ({e}); leaving the group anyway")
         torch.distributed.destroy_process_group()
 
 

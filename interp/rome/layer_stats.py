@@ -455,11 +455,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = ap.parse_args(argv)
     world = distributed.join(a.device)
     try:
-        model = load_model(a.model, device=a.device, dtype=a.dtype)
-        if not world.is_main:  # rank 0 decides (the cache may already hold it) and dispatches the pass
-            distributed.serve(model)
-            return 0
-        try:
+        try:  # rank 0 releases the other ranks however it ends, its own loading included
+            model = load_model(a.model, device=a.device, dtype=a.dtype)
+            if not world.is_main:  # rank 0 decides (the cache may already hold it) and dispatches the pass
+                distributed.serve(model)
+                return 0
             from interp.rome.pipeline import default_layer
 
             layer = default_layer(model) if a.layer is None else a.layer
