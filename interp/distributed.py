@@ -87,7 +87,10 @@ def finish(world: World) -> None:
     """
     if world.size > 1 and torch.distributed.is_initialized():
         try:
-            torch.distributed.barrier(async_op=True).wait(timeout=datetime.timedelta(seconds=FINISH_TIMEOUT_S))
+            if world.backend == "gloo":  # gloo's own barrier would wait out the group's timeout (hours)
+                torch.distributed.monitored_barrier(timeout=datetime.timedelta(seconds=FINISH_TIMEOUT_S))
+            else:
+                torch.distributed.barrier()
         except RuntimeError as e:
             warnings.warn(f"rank {world.rank}: not every rank reached the end ({e}); leaving the group anyway")
         torch.distributed.destroy_process_group()

@@ -1,6 +1,7 @@
 """A scan over two torch.distributed ranks (gloo) equals the one-process scan."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,60 @@ def test_the_glitch_features_scan_shared_by_two_ranks_equals_one_process(tmp_pat
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ok 60" in r.stdout
     assert not (tmp_path / "shards").exists()  # gathered and removed
+
+
+_FINISH_SCRIPT = r"""
+import sys, time, warnings
+from interp import distributed
+
+distributed.FINISH_TIMEOUT_S = 3.0
+world = distributed.join("cpu")
+if sys.argv[1] == "late":  # rank 1 reaches the end 2 s after rank 0
+    if world.rank == 1:
+        time.sleep(2.0)
+    print(f"rank {world.rank} arrives {time.time():.3f}", flush=True)
+    distributed.finish(world)
+    print(f"rank {world.rank} leaves {time.time():.3f}", flush=True)
+else:  # rank 1 never reaches the end: rank 0 warns and leaves instead of waiting for it
+    if world.rank == 1:
+        time.sleep(8.0)
+        sys.exit(0)
+    t = time.time()
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        distributed.finish(world)
+    print(f"rank 0 left after {time.time() - t:.1f} warned {len(got)}", flush=True)
+    sys.stdout.flush()
+    import os
+    os._exit(0)
+"""
+
+
+def _torchrun(tmp_path, script, *args, timeout=120):
+    env = dict(os.environ, OMP_NUM_THREADS="1", INTERP_PROGRESS="0")
+    env.pop("WORLD_SIZE", None)
+    path = tmp_path / "finish.py"
+    path.write_text(script)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(path),
+                           *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parents[2])
+
+
+@pytest.mark.slow
+def test_finish_waits_for_every_rank_before_leaving_the_group(tmp_path):
+    """No rank tears the gloo group down while another may still be reading its last message."""
+    r = _torchrun(tmp_path, _FINISH_SCRIPT, "late")
+    assert r.returncode == 0, r.stderr[-3000:]
+    # the two ranks share one stdout, so their lines may interleave
+    t = {(rank, what): float(at) for rank, what, at in re.findall(r"rank (\d) (arrives|leaves) (\d+\.\d{3})", r.stdout)}
+    assert t[("1", "arrives")] - t[("0", "arrives")] > 1.5
+    assert t[("0", "leaves")] >= t[("1", "arrives")]
+
+
+@pytest.mark.slow
+def test_finish_leaves_with_a_warning_when_a_rank_never_arrives(tmp_path):
+    """A rank that died (never reaches the end) costs rank 0 the bounded wait and a warning, not a hang."""
+    r = _torchrun(tmp_path, _FINISH_SCRIPT, "absent")
+    got = re.search(r"rank 0 left after ([\d.]+) warned (\d+)", r.stdout)
+    assert got, r.stdout + r.stderr[-2000:]
+    waited, warned = float(got.group(1)), int(got.group(2))
+    assert 2.5 <= waited < 7.0 and warned == 1, r.stdout + r.stderr[-2000:]
