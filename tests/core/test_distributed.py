@@ -119,6 +119,16 @@ def test_interp_run_under_torchrun_shares_the_recall_and_rome_passes(tmp_path):
         assert (c1[k] - c2[k]).abs().max() <= 1e-9 * c1[k].abs().max(), k
 
 
+def _torchrun(tmp_path, script, *args, timeout=120):
+    """Run ``script`` (text) as two gloo ranks under torchrun, one thread each."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", INTERP_PROGRESS="0")
+    env.pop("WORLD_SIZE", None)
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(path),
+                           *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parents[2])
+
+
 _FEATURES_SCRIPT = r"""
 import sys, numpy as np
 from interp import distributed
@@ -147,13 +157,7 @@ print("ok", len(shared["scores"]))
 
 @pytest.mark.slow
 def test_the_glitch_features_scan_shared_by_two_ranks_equals_one_process(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", INTERP_PROGRESS="0")
-    env.pop("WORLD_SIZE", None)
-    script = tmp_path / "features.py"
-    script.write_text(_FEATURES_SCRIPT)
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-                        str(tmp_path / "shards")], env=env, capture_output=True, text=True, timeout=300,
-                       cwd=Path(__file__).parents[2])
+    r = _torchrun(tmp_path, _FEATURES_SCRIPT, str(tmp_path / "shards"), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ok 60" in r.stdout
     assert not (tmp_path / "shards").exists()  # gathered and removed
@@ -185,14 +189,6 @@ else:  # rank 1 never reaches the end: rank 0 warns and leaves instead of waitin
     os._exit(0)
 """
 
-
-def _torchrun(tmp_path, script, *args, timeout=120):
-    env = dict(os.environ, OMP_NUM_THREADS="1", INTERP_PROGRESS="0")
-    env.pop("WORLD_SIZE", None)
-    path = tmp_path / "finish.py"
-    path.write_text(script)
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(path),
-                           *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parents[2])
 
 
 @pytest.mark.slow
