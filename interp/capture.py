@@ -98,6 +98,9 @@ class Captured:
         positions: ``[n, k]`` absolute positions captured (None for ``"all"``).
         lengths: ``[n]`` full sequence lengths (prefix included).
         tokens: the full token ids of each prompt (prefix included).
+        meta: how the prompts were run (prefix length, batch size, number of batches).
+        every: the ``every_position`` hooks: hook name -> per-prompt ``[len, ...]`` tensors over the
+            positions after the prefix.
     """
 
     acts: dict[str, Any]
@@ -106,6 +109,7 @@ class Captured:
     lengths: torch.Tensor
     tokens: list[list[int]]
     meta: dict[str, Any] = field(default_factory=dict)
+    every: dict[str, list] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Any:
         return self.acts[name]
@@ -226,6 +230,7 @@ def capture(
     desc: str = "capture",
     dtype: Optional[torch.dtype] = None,
     stop_at_layer: Optional[int] = None,
+    every_position: Sequence[str] = (),
 ) -> Captured:
     """Run prompts and return only the requested activations at only the requested positions.
 
@@ -249,6 +254,9 @@ def capture(
         dtype: cast captured activations to this dtype (default: the model's).
         stop_at_layer: run only blocks ``0 .. stop_at_layer-1``; incompatible with ``logits``.
             Without logits this is set automatically to just after the last requested block.
+        every_position: residual-stream or MLP hooks also kept at every position of each prompt
+            after the prefix (in :attr:`Captured.every`, ragged as with ``positions="all"``), from
+            the same forward passes, whatever ``positions`` says for ``hooks``.
 
     Returns:
         A :class:`Captured` in the order of ``inputs``.
@@ -260,7 +268,7 @@ def capture(
             raise InterpError("logits are not available with stop_at_layer")
         if not 0 < stop_at_layer <= model.n_layers:
             raise InterpError(f"stop_at_layer must be in 1..{model.n_layers}, not {stop_at_layer}")
-        late = [h for h in hooks if (mm := _LAYER_RE.match(h)) and int(mm.group(1)) >= stop_at_layer]
+        late = [h for h in [*hooks, *every_position] if (mm := _LAYER_RE.match(h)) and int(mm.group(1)) >= stop_at_layer]
         if late:
             raise InterpError(f"hooks {late} are at or after stop_at_layer={stop_at_layer}")
     prefix_ids: list[int] = []
@@ -276,6 +284,10 @@ def capture(
 
     hook_set = set(hook_dict := model.bridge.hook_dict)
     requested = list(dict.fromkeys(hooks))
+    every = list(dict.fromkeys(every_position))
+    for name in every:
+        if name not in hook_set or ".attn." in name:
+            raise InterpError(f"every_position takes residual-stream or MLP hooks of {model.spec}, not {name!r}")
     raw_hooks: set[str] = set()
     derived_result: list[int] = []
     derived_pattern: list[int] = []
@@ -293,11 +305,12 @@ def capture(
             raw_hooks.add(name)
         else:
             raise InterpError(f"{model.spec} ({model.family}) has no hook named {name!r}")
+    raw_hooks.update(every)
     del hook_dict
 
-    if stop_at_layer is None and not logits and requested:
+    if stop_at_layer is None and not logits and (requested or every):
         # nothing after the last requested block is read: skip those blocks and the unembedding
-        layers = [_LAYER_RE.match(h) for h in requested]
+        layers = [_LAYER_RE.match(h) for h in requested + every]
         if all(layers):
             last_needed = max(int(mm.group(1)) for mm in layers) + 1
             if last_needed < model.n_layers:
@@ -312,6 +325,7 @@ def capture(
     batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     show = progress if progress is not None else (len(batches) > 1 and os.environ.get("INTERP_PROGRESS", "1") != "0")
     out_acts: dict[str, list] = {name: [None] * n for name in requested}
+    out_every: dict[str, list] = {name: [None] * n for name in every}
     out_logits: list = [None] * n if logits else []
     out_dtype = dtype or model.dtype
 
@@ -408,6 +422,9 @@ def capture(
             for j, i in enumerate(rows):
                 v = val[j]
                 out_acts[name][i] = v.to("cpu", out_dtype)
+        for name in every:
+            for j, i in enumerate(rows):
+                out_every[name][i] = store[name][j, : lengths[i] - P].to("cpu", out_dtype)
         if logits:
             if pos_abs is None:
                 for j, i in enumerate(rows):
@@ -441,4 +458,5 @@ def capture(
         lengths=torch.tensor(lengths),
         tokens=[prefix_ids + t for t in toks],
         meta={"prefix_len": P, "batch_size": batch_size, "n_batches": len(batches)},
+        every=out_every,
     )

@@ -96,6 +96,22 @@ class TailCache:
         self.resid = [r.float().cpu() if head is None else torch.cat([head.float().cpu(), r.float().cpu()])
                       for r in cap.acts[hook]]
 
+    @classmethod
+    def from_streams(cls, model: Model, seqs: Sequence[Sequence[int]], start: int,
+                     streams: Sequence[torch.Tensor], batch_size: int = 16) -> "TailCache":
+        """A cache from residual streams already computed: ``streams[i]`` is ``[len(seqs[i]), d_model]``,
+        the output of block ``start - 1`` at every position of ``seqs[i]`` (as a capture of
+        ``blocks.{start-1}.hook_resid_post`` at every position gives it), so no forward pass is run."""
+        if not 1 <= start < model.n_layers:
+            raise ValueError(f"start must be in 1..{model.n_layers - 1}, not {start}")
+        if len(streams) != len(seqs) or any(r.shape != (len(s), model.d_model) for r, s in zip(streams, seqs)):
+            raise ValueError("streams must hold one [len(seq), d_model] tensor per sequence")
+        self = cls.__new__(cls)
+        self.model, self.start, self.batch_size = model, start, batch_size
+        self.seqs = [list(map(int, s)) for s in seqs]
+        self.resid = [r.float().cpu() for r in streams]
+        return self
+
     def logits(self, positions: Literal["last", "all"] = "last", rows: Optional[Sequence[int]] = None,
                desc: Optional[str] = None) -> list[torch.Tensor]:
         """Logits under whatever hooks are active: ``[d_vocab]`` per sequence at its last position,

@@ -80,9 +80,26 @@ class RecallActivations:
     def only_layers(self, layers: Sequence[int]) -> "RecallActivations":
         """The same prompts with the per-layer tensors cut to some captured layers."""
         j = torch.tensor([self.layer_index(L) for L in layers], dtype=torch.long)
-        return RecallActivations(self.prompts, list(layers), self.resid_post[:, j], self.mlp_out[:, j], self.z[:, j],
-                                 self.attn_arg[:, j], self.attn_first[:, j], self.final_resid, self.final_mlp_out,
-                                 self.answer_prob, self.answer_rank, self.pred)
+        out = RecallActivations(self.prompts, list(layers), self.resid_post[:, j], self.mlp_out[:, j], self.z[:, j],
+                                self.attn_arg[:, j], self.attn_first[:, j], self.final_resid, self.final_mlp_out,
+                                self.answer_prob, self.answer_rank, self.pred)
+        return out.with_streams(*self.streams) if self.streams else out
+
+    @property
+    def streams(self) -> Optional[tuple[int, list[torch.Tensor]]]:
+        """``(start, per-prompt streams)``: the residual stream entering block ``start`` at every
+        position after the prompt's shared prefix, kept by the activation pass for
+        :func:`prompt_tails` (None when it was not kept, e.g. after a resumed stage: they are not
+        stored)."""
+        return self.__dict__.get("_streams")
+
+    def with_streams(self, start: int, streams: Sequence[torch.Tensor]) -> "RecallActivations":
+        """Attach :attr:`streams` (one tensor per prompt, in prompt order); returns ``self``."""
+        if len(streams) != len(self.prompts):
+            raise InterpError(f"{len(streams)} streams for {len(self.prompts)} prompts")
+        self.__dict__["_streams"] = (int(start), list(streams))
+        self.__dict__.pop("_tails", None)
+        return self
 
     def subset(self, rows: Sequence[int]) -> "RecallActivations":
         """The activations of some prompts only (the prompt set is subset too)."""
@@ -91,9 +108,13 @@ class RecallActivations:
         sub = PromptSet(p.shots, [p.facts[i] for i in rows], [p.templates[i] for i in rows], [p.texts[i] for i in rows],
                         dict(p.prefixes), [p.token_ids[i] for i in rows], [p.arg_positions[i] for i in rows],
                         [p.answer_ids[i] for i in rows], [p.arg_token_ids[i] for i in rows], dict(p.meta))
-        return RecallActivations(sub, list(self.layers), self.resid_post[idx], self.mlp_out[idx], self.z[idx],
-                                 self.attn_arg[idx], self.attn_first[idx], self.final_resid[idx],
-                                 self.final_mlp_out[idx], self.answer_prob[idx], self.answer_rank[idx], self.pred[idx])
+        out = RecallActivations(sub, list(self.layers), self.resid_post[idx], self.mlp_out[idx], self.z[idx],
+                                self.attn_arg[idx], self.attn_first[idx], self.final_resid[idx],
+                                self.final_mlp_out[idx], self.answer_prob[idx], self.answer_rank[idx], self.pred[idx])
+        if self.streams:
+            start, st = self.streams
+            out.with_streams(start, [st[i] for i in rows])
+        return out
 
 
 def prefix_groups(prompts: PromptSet) -> list[list[int]]:
@@ -129,9 +150,19 @@ def prompt_tails(model: Model, acts: RecallActivations, start: int, batch_size: 
     kept = acts.__dict__.setdefault("_tails", {})
     if start not in kept:
         tails = []
+        streams = acts.streams[1] if acts.streams and acts.streams[0] == start else None
         for rows in prefix_groups(acts.prompts):
             prefix, ids, _ = prompt_inputs(model, acts.prompts, rows)
-            tails.append(TailCache(model, ids, start, batch_size, prefix=model.encode(prefix) if prefix else None))
+            pre = model.encode(prefix) if prefix else None
+            if streams is None:
+                tails.append(TailCache(model, ids, start, batch_size, prefix=pre))
+                continue
+            # the activation pass kept these streams: only the shared prefix's own stream is run here
+            head = capture(model, [pre], hooks=[model.hook("resid_post", start - 1)], positions="all", progress=False,
+                           dtype=torch.float32).acts[model.hook("resid_post", start - 1)][0].float() if pre else None
+            tails.append(TailCache.from_streams(
+                model, [(pre or []) + list(s) for s in ids], start,
+                [streams[i].float() if head is None else torch.cat([head, streams[i].float()]) for i in rows], batch_size))
         kept[start] = tails
     return kept[start]
 
@@ -163,6 +194,7 @@ def collect_activations(
     batch_size: int = 32,
     dtype: torch.dtype = torch.float32,
     shard_dir: Optional[Union[str, Path]] = None,
+    final_streams: bool = True,
 ) -> Optional[RecallActivations]:
     """Run every prompt once and keep the last-position activations the analyses need.
 
@@ -175,6 +207,10 @@ def collect_activations(
         shard_dir: a folder for per-chunk files. With it the pass is shared among ``torchrun``
             ranks (:mod:`interp.distributed`: rank 0 dispatches it, every rank runs its chunks)
             and resumes chunk by chunk; without it one process runs everything in memory.
+        final_streams: also keep, from the same passes, the residual stream entering the final
+            block at every position (:attr:`RecallActivations.streams`), so that interventions in
+            the final block (the mitigation's candidates) re-run only that block without first
+            running the prompts again (where the model's blocks can be resumed: :mod:`interp.tail`).
 
     Returns:
         The :class:`RecallActivations` (None on ranks other than 0).
@@ -182,7 +218,7 @@ def collect_activations(
     layers = list(range(model.n_layers)) if layers is None else sorted({int(x) % model.n_layers for x in layers})
     if shard_dir is not None:
         distributed.dispatch("interp.recall.activations:collect_activations", prompts=prompts, layers=layers,
-                             batch_size=batch_size, dtype=dtype, shard_dir=shard_dir)
+                             batch_size=batch_size, dtype=dtype, shard_dir=shard_dir, final_streams=final_streams)
     last = model.n_layers - 1
     H = model.n_heads
     hooks: list[str] = []
@@ -194,12 +230,13 @@ def collect_activations(
         if h not in hooks:
             hooks.append(h)
     chunks = activation_chunks(prompts, batch_size)
+    stream_hook = model.hook("resid_post", last - 1) if final_streams and last >= 1 and tail_supported(model) else None
 
     def compute(k: int) -> dict[str, torch.Tensor]:
         rows = chunks[k]
         prefix, ids, _ = prompt_inputs(model, prompts, rows)
         cap = capture(model, ids, hooks=hooks, positions="last", prefix=prefix, logits=True, batch_size=batch_size,
-                      progress=False)
+                      progress=False, every_position=[stream_hook] if stream_hook else [])
         n, nl = len(rows), len(layers)
         out = {"attn_arg": torch.zeros(n, nl, H), "attn_first": torch.zeros(n, nl, H)}
         out["resid_post"] = torch.stack([cap.acts[model.hook("resid_post", L)].to(dtype) for L in layers], 1)
@@ -215,9 +252,13 @@ def collect_activations(
         logp = torch.log_softmax(cap.logits.float(), dim=-1)
         a = logp.gather(1, torch.tensor([prompts.answer_ids[i] for i in rows])[:, None])[:, 0]
         out["answer_prob"], out["answer_rank"], out["pred"] = a.exp(), (logp > a[:, None]).sum(-1), logp.argmax(-1)
+        if stream_hook:  # ragged: one flat tensor and the lengths
+            st = cap.every[stream_hook]
+            out["stream"] = torch.cat([x.float() for x in st])
+            out["stream_len"] = torch.tensor([len(x) for x in st])
         return out
 
-    key = {"pass": "recall-activations-v1", "model": model.weight_hash, "layers": layers, "batch_size": batch_size,
+    key = {"pass": "recall-activations-v1", "streams": stream_hook, "model": model.weight_hash, "layers": layers, "batch_size": batch_size,
            "dtype": str(dtype), "precision": model.precision, "prompts": hashlib.sha256("\x00".join(prompts.texts).encode()).hexdigest()[:20]}
     parts = distributed.map_chunks(len(chunks), compute, None if shard_dir is None else Path(shard_dir), key,
                                    desc=f"recall prompts ({prompts.shots}-shot)")
@@ -236,6 +277,10 @@ def collect_activations(
     def cat(name: str) -> torch.Tensor:
         return torch.cat([c[name] for c in parts])[inv]
 
-    return RecallActivations(prompts, layers, cat("resid_post"), cat("mlp_out"), cat("z"), cat("attn_arg"),
+    acts = RecallActivations(prompts, layers, cat("resid_post"), cat("mlp_out"), cat("z"), cat("attn_arg"),
                              cat("attn_first"), cat("final_resid"), cat("final_mlp_out"), cat("answer_prob"),
                              cat("answer_rank"), cat("pred"))
+    if stream_hook:
+        per_row = [x for c in parts for x in torch.split(c["stream"], c["stream_len"].tolist())]
+        acts.with_streams(last, [per_row[j] for j in inv.tolist()])
+    return acts

@@ -60,6 +60,24 @@ def test_positions_forms_and_all():
     assert pats["blocks.0.attn.hook_pattern"][1].shape == (L, model.n_heads, L)
 
 
+def test_every_position_hooks_come_from_the_same_passes():
+    model = tiny_model("llama")
+    h, late = "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"
+    prefix = "Repeat the string '"
+    conts = [model.encode(s, prepend_bos=False) for s in ["x' now", "yz' now and then", "w'"]]
+    ref = interp.capture(model, conts, hooks=[h], positions="all", prefix=prefix)
+    got = interp.capture(model, conts, hooks=[h, late], positions="last", prefix=prefix, logits=True, batch_size=2,
+                         every_position=[h])
+    for i, c in enumerate(conts):  # every position after the prefix, beside the last-position values
+        assert got.every[h][i].shape == (len(c), model.d_model)
+        assert _close(got.every[h][i], ref[h][i])
+        assert _close(got[h][i], ref[h][i][-1])
+    alone = interp.capture(model, conts, prefix=prefix, every_position=[h])  # stops after block 1
+    assert alone.acts == {} and all(_close(a, b) for a, b in zip(alone.every[h], ref[h]))
+    with pytest.raises(InterpError, match="every_position takes"):
+        interp.capture(model, conts, prefix=prefix, every_position=["blocks.0.attn.hook_pattern"])
+
+
 def test_bad_positions_and_hooks():
     model = tiny_model("gpt2")
     with pytest.raises(InterpError, match="outside the sequence"):
