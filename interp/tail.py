@@ -18,7 +18,7 @@ and fall back to whole forward passes, as does any model whose check fails.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Literal, Optional, Sequence
+from typing import Any, Iterator, Literal, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -47,16 +47,31 @@ def _layers_from(base: torch.nn.Module, attr: str, start: int) -> Iterator[None]
             cfg.layer_types = types
 
 
-def _tail_forward(model: Model, x: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
-    """Final hidden states (after the final norm) of blocks ``start ..`` run on residual ``x``."""
+def blocks_from(model: Model, x: torch.Tensor, mask: torch.Tensor, start: int, past_key_values: Any = None,
+                position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Final hidden states (after the final norm) of blocks ``start ..`` run on residual ``x``
+    (``[batch, pos, d_model]``, the stream entering block ``start``), with gradients if enabled.
+
+    ``past_key_values``: an HF cache of earlier positions (every layer's entry filled, as a whole
+    pass over them leaves it; blocks ``start ..`` read and extend their own entries), in which case
+    ``mask`` covers the cached positions and ``x``'s; ``position_ids`` (``[batch, pos]``) default to
+    the positions after the cache's."""
     base, attr = decoder_layers(model.hf_model)
     assert base is not None
-    with torch.no_grad(), _layers_from(base, attr, start):
-        out = base(inputs_embeds=x.to(model.device, model.dtype), attention_mask=mask.to(model.device), use_cache=False)
+    with _layers_from(base, attr, start):
+        out = base(inputs_embeds=x.to(model.device, model.dtype), attention_mask=mask.to(model.device),
+                   past_key_values=past_key_values, use_cache=past_key_values is not None,
+                   **({} if position_ids is None else {"position_ids": position_ids.to(model.device)}))
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
 
-def _head(model: Model, h: torch.Tensor) -> torch.Tensor:
+def _tail_forward(model: Model, x: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
+    """Final hidden states (after the final norm) of blocks ``start ..`` run on residual ``x``."""
+    with torch.no_grad():
+        return blocks_from(model, x, mask, start)
+
+
+def lm_head(model: Model, h: torch.Tensor) -> torch.Tensor:
     """The model's own LM head on final hidden states (with its logit soft-capping, if any)."""
     hf = model.hf_model
     logits = hf.get_output_embeddings()(h) if hf.get_output_embeddings() is not None else model.unembed(h, normalize=False)
@@ -126,6 +141,14 @@ class TailCache:
         got = self._logits(positions, want, desc)
         return [got[i] for i in want]
 
+    def hidden(self, rows: Optional[Sequence[int]] = None) -> list[torch.Tensor]:
+        """Final hidden states (after the final norm, before the unembedding) under whatever hooks
+        and weights are active, ``[len, d_model]`` per sequence of ``rows`` (default all); for
+        callers that unembed only some positions (:func:`lm_head`)."""
+        want = list(range(len(self.seqs))) if rows is None else [int(r) for r in rows]
+        got = self._logits("hidden", want)
+        return [got[i] for i in want]
+
     def _logits(self, positions: str, want: list[int], desc: Optional[str] = None) -> dict[int, torch.Tensor]:
         from interp.capture import BatchInfo, running
 
@@ -148,11 +171,14 @@ class TailCache:
             with torch.no_grad():
                 if positions == "last":
                     last = torch.tensor([len(self.seqs[i]) - 1 for i in rows], device=h.device)
-                    lg = _head(self.model, h[torch.arange(len(rows), device=h.device), last]).float().cpu()
+                    lg = lm_head(self.model, h[torch.arange(len(rows), device=h.device), last]).float().cpu()
                     for j, i in enumerate(rows):
                         out[i] = lg[j]
+                elif positions == "hidden":
+                    for j, i in enumerate(rows):
+                        out[i] = h[j, : len(self.seqs[i])].float().cpu()
                 else:
-                    lg = _head(self.model, h).float().cpu()
+                    lg = lm_head(self.model, h).float().cpu()
                     for j, i in enumerate(rows):
                         out[i] = lg[j, : len(self.seqs[i])]
         return out

@@ -21,6 +21,7 @@ import interp
 from interp import corpus as corpus_mod
 from interp.errors import InterpError
 from interp.model import Model
+from interp.tail import TailCache, lm_head, tail_supported
 
 
 @dataclass
@@ -58,7 +59,8 @@ def reference_texts(
 
 
 def token_nll(
-    model: Model, texts: Sequence[Sequence[int]], score_from: Optional[Sequence[int]] = None, batch_size: int = 16
+    model: Model, texts: Sequence[Sequence[int]], score_from: Optional[Sequence[int]] = None, batch_size: int = 16,
+    tail: Optional[TailCache] = None,
 ) -> list[float]:
     """Mean next-token negative log-likelihood of each text.
 
@@ -68,6 +70,8 @@ def token_nll(
         score_from: per text, the first position whose token is scored (default 1: every token
             after the first); a prefix or generation prompt is skipped this way.
         batch_size: texts per forward pass.
+        tail: a :class:`~interp.tail.TailCache` of exactly ``texts``, whose start block is at or
+            after every block the active edit changes: only the blocks from there on are run.
 
     Returns:
         One mean NLL (nats per token) per text.
@@ -75,15 +79,21 @@ def token_nll(
     if not texts:
         return []
     starts = list(score_from) if score_from is not None else [1] * len(texts)
-    hook = model.hook("resid_post", model.n_layers - 1)
-    cap = interp.capture(model, list(texts), hooks=[hook], positions="all", batch_size=batch_size, progress=False)
+    if tail is not None:
+        if tail.seqs != [list(map(int, t)) for t in texts]:
+            raise InterpError("the tail cache holds other texts than the ones scored")
+        finals, unembed = tail.hidden(), lambda x: lm_head(model, x)
+    else:
+        hook = model.hook("resid_post", model.n_layers - 1)
+        finals = interp.capture(model, list(texts), hooks=[hook], positions="all", batch_size=batch_size, progress=False).acts[hook]
+        unembed = model.unembed
     out = []
-    for x, ids, s in zip(cap.acts[hook], texts, starts):
+    for x, ids, s in zip(finals, texts, starts):
         s = max(1, int(s))
         if s >= len(ids):
             raise InterpError("a perplexity text has nothing to score after its prompt")
         with torch.no_grad():
-            logits = model.unembed(x[s - 1 : len(ids) - 1].to(model.device, model.dtype)).float().cpu()
+            logits = unembed(x[s - 1 : len(ids) - 1].to(model.device, model.dtype)).float().cpu()
         tgt = torch.tensor(list(ids[s:]))
         out.append(float(torch.nn.functional.cross_entropy(logits, tgt)))
     return out
@@ -168,16 +178,33 @@ def reference_perplexity(
     })
 
 
-def edited_perplexity(model: Model, ref: ReferencePerplexity, prefixed: bool) -> dict[str, float]:
+def reference_tails(model: Model, ref: ReferencePerplexity, layer: int) -> Optional[dict[str, TailCache]]:
+    """The reference texts' residual streams entering block ``layer`` (an edit of that layer's MLP
+    leaves them unchanged), computed once so that each edit's perplexity runs only the blocks from
+    ``layer`` on (:mod:`interp.tail`; None where the model's blocks cannot be resumed, or at layer 0)."""
+    if layer < 1 or not tail_supported(model):
+        return None
+    g_t, _, o_t, _ = ref.prefixed
+    sets = {"generic": ref.texts.generic, "own": ref.texts.generations, "generic_prefixed": g_t, "own_prefixed": o_t}
+    return {k: TailCache(model, v, layer) for k, v in sets.items()}
+
+
+def edited_perplexity(model: Model, ref: ReferencePerplexity, prefixed: bool,
+                      tails: Optional[dict[str, TailCache]] = None) -> dict[str, float]:
     """Perplexity of the reference texts under the (edited) model, bare or prefixed, beside the
-    unedited values, and their ratio ``max(generic after/before, own after/before)``."""
+    unedited values, and their ratio ``max(generic after/before, own after/before)``.
+
+    ``tails``: from :func:`reference_tails` at the edited layer (the same numbers, fewer blocks run)."""
+    tl = tails or {}
     if prefixed:
         g_t, g_s, o_t, o_s = ref.prefixed
-        g, o = perplexity(token_nll(model, g_t, g_s)), perplexity(token_nll(model, o_t, o_s))
+        g = perplexity(token_nll(model, g_t, g_s, tail=tl.get("generic_prefixed")))
+        o = perplexity(token_nll(model, o_t, o_s, tail=tl.get("own_prefixed")))
         bg, bo = ref.base["generic_prefixed"], ref.base["own_prefixed"]
     else:
         t = ref.texts
-        g, o = perplexity(token_nll(model, t.generic)), perplexity(token_nll(model, t.generations, t.generation_prompt_lengths))
+        g = perplexity(token_nll(model, t.generic, tail=tl.get("generic")))
+        o = perplexity(token_nll(model, t.generations, t.generation_prompt_lengths, tail=tl.get("own")))
         bg, bo = ref.base["generic"], ref.base["own"]
     return {"ppl_generic_before": bg, "ppl_generic_after": g, "ppl_own_before": bo, "ppl_own_after": o,
             "ppl_ratio": max(g / bg, o / bo)}

@@ -29,6 +29,7 @@ from interp.errors import InterpError
 from interp.model import Model
 from interp.rome.compute_u import value_hook
 from interp.rome.requests import EditRequest, subject_last_position
+from interp.tail import blocks_from, lm_head, tail_supported
 
 KL_PROMPT = "{} is a"
 
@@ -87,39 +88,74 @@ def frozen_weights(model: Model) -> Iterator[None]:
 
 @dataclass
 class _TailBatch:
-    """Rows split at their subject token: the heads' cache (computed once) and the tails."""
+    """Rows split at their subject token: the heads' cache (computed once) and the tails.
+
+    With ``start`` set, the tails' stream entering block ``start`` (the edited layer: nothing before
+    its MLP depends on δ) was also computed once, and each step runs only blocks ``start ..``
+    (:func:`interp.tail.blocks_from`)."""
 
     tail: torch.Tensor
     mask: Optional[torch.Tensor]
     cache: Any
+    start: Optional[int] = None
+    resid: Optional[torch.Tensor] = None
+    positions: Optional[torch.Tensor] = None
 
-    def logits(self, model: Model) -> torch.Tensor:
-        if self.cache is None:
-            return model.bridge(self.tail)
-        return model.bridge(self.tail, attention_mask=self.mask, past_key_values=copy.deepcopy(self.cache))
+    def logits_at(self, model: Model, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Logits at tail positions ``pos`` of rows ``rows`` (index tensors of one shape), ``[*shape, d_vocab]``:
+        only those positions are unembedded on the resumed path."""
+        cache = copy.deepcopy(self.cache) if self.cache is not None else None
+        if self.start is None:
+            kw = {} if cache is None else {"attention_mask": self.mask, "past_key_values": cache}
+            return model.bridge(self.tail, **kw)[rows, pos]
+        mask = self.mask if self.mask is not None else torch.ones(self.tail.shape, dtype=torch.long)
+        h = blocks_from(model, self.resid, mask, self.start, past_key_values=cache, position_ids=self.positions)
+        return lm_head(model, h[rows, pos])
 
 
-def _tail_batch(model: Model, rows: Sequence[Sequence[int]], head: Sequence[int]) -> _TailBatch:
-    """Left-padded heads ``row[:h]`` run once without gradients; right-padded tails ``row[h:]``."""
+def _tail_batch(model: Model, rows: Sequence[Sequence[int]], head: Sequence[int], start: Optional[int] = None) -> _TailBatch:
+    """Left-padded heads ``row[:h]`` run once without gradients; right-padded tails ``row[h:]``
+    (their blocks before ``start`` run once too when ``start`` is given)."""
     B, H = len(rows), max(head)
     T = max(len(r) - h for r, h in zip(rows, head))
     tail = torch.full((B, T), model.pad_token_id, dtype=torch.long)
     for j, (r, h) in enumerate(zip(rows, head)):
         tail[j, : len(r) - h] = torch.tensor(list(r[h:]))
     tail = tail.to(model.device)
-    if H == 0:
-        return _TailBatch(tail, None, None)
-    ids = torch.full((B, H), model.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((B, H + T), dtype=torch.long)
-    for j, (r, h) in enumerate(zip(rows, head)):
-        if h:
-            ids[j, H - h :] = torch.tensor(list(r[:h]))
-            mask[j, H - h : H] = 1
-        mask[j, H : H + len(r) - h] = 1
-    mask = mask.to(model.device)
-    with torch.no_grad():
-        _, cache = model.bridge(ids.to(model.device), attention_mask=mask[:, :H], return_type="logits_and_cache", logits_to_keep=1)
-    return _TailBatch(tail, mask, cache)
+    mask, cache = None, None
+    if H:
+        ids = torch.full((B, H), model.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((B, H + T), dtype=torch.long)
+        for j, (r, h) in enumerate(zip(rows, head)):
+            if h:
+                ids[j, H - h :] = torch.tensor(list(r[:h]))
+                mask[j, H - h : H] = 1
+            mask[j, H : H + len(r) - h] = 1
+        mask = mask.to(model.device)
+        with torch.no_grad():
+            _, cache = model.bridge(ids.to(model.device), attention_mask=mask[:, :H], return_type="logits_and_cache", logits_to_keep=1)
+    if start is None:
+        return _TailBatch(tail, mask, cache)
+    got: dict[str, torch.Tensor] = {}
+
+    def keep(x, hook):
+        got["resid"] = x.detach()
+        return x
+
+    kw: dict[str, Any] = {} if cache is None else {"attention_mask": mask, "past_key_values": copy.deepcopy(cache)}
+    with torch.no_grad(), model.bridge.hooks(fwd_hooks=[(model.hook("resid_post", start - 1), keep)]):
+        model.bridge(tail, logits_to_keep=1, **kw)
+    return _TailBatch(tail, mask, cache, start, got["resid"], None if mask is None else _bridge_positions(mask, T))
+
+
+def _bridge_positions(mask: torch.Tensor, n: int) -> torch.Tensor:
+    """The position ids the bridge gives the last ``n`` tokens under ``mask`` (``[batch, cached + n]``):
+    counted over attended tokens in a row where padding precedes a real token (the left-padded
+    heads), else plain positions."""
+    derived = (mask.long().cumsum(1) - 1).clamp_min(0)
+    plain = torch.arange(mask.shape[1], device=mask.device).expand_as(derived)
+    needs = ((derived != plain) & (mask != 0)).any(1, keepdim=True)
+    return torch.where(needs, derived, plain)[:, mask.shape[1] - n :]
 
 
 def compute_v(
@@ -189,13 +225,20 @@ def compute_v(
     # every position before a row's subject token is untouched by δ: with ``prefix_cache`` those
     # positions run once (their keys and values cached) and each step recomputes only the rest
     head = [p if prefix_cache else 0 for p in lookup]
-    batch = _tail_batch(model, rows, head)
+    # nothing before the edited MLP depends on δ either: where the model's blocks can be resumed
+    # (interp.tail), each step runs only blocks ``layer ..`` and unembeds only the scored positions
+    resume = layer >= 1 and tail_supported(model)
+    batch = _tail_batch(model, rows, head, layer if resume else None)
     dev = model.device
     t_idx = torch.tensor([[p - h + j for j in range(len(target))] for p, h in zip(tgt_pos, head)], device=dev)
     t_ids = torch.tensor(target, device=dev)
     look = torch.tensor([p - h for p, h in zip(lookup, head)], device=dev)
     B = len(rows)
     kl_at = int(look[n_rw])
+    # the scored positions: each rewriting row's target positions, and the KL row's subject (padded
+    # to the target's length by repeating it; only its first entry is read)
+    at_rows = torch.arange(B, device=dev)[:, None].expand(B, len(target))
+    at_pos = torch.cat([t_idx, torch.full((1, len(target)), kl_at, device=dev, dtype=t_idx.dtype)])
 
     delta = torch.zeros(model.d_model, device=dev, dtype=model.dtype, requires_grad=True)
     v0_box: dict[str, torch.Tensor] = {}
@@ -216,11 +259,10 @@ def compute_v(
     with frozen_weights(model), torch.enable_grad(), model.bridge.hooks(fwd_hooks=[(value_hook(layer), add_delta)]):
         for step in range(steps):
             opt.zero_grad()
-            logits = batch.logits(model)
-            lp = logits.float().log_softmax(-1)
-            rw = lp[torch.arange(n_rw, device=dev)[:, None], t_idx]  # [n_rw, target, d_vocab]
+            lp = batch.logits_at(model, at_rows, at_pos).float().log_softmax(-1)
+            rw = lp[:n_rw]  # [n_rw, target, d_vocab]
             nll = -rw.gather(2, t_ids[None, :, None].expand(n_rw, -1, 1)).squeeze(-1).mean(1).mean()
-            kl_lp = lp[n_rw, kl_at]
+            kl_lp = lp[n_rw, 0]
             if kl_init is None:
                 kl_init = kl_lp.detach().clone()
             kl = F.kl_div(kl_init, kl_lp, log_target=True, reduction="sum")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -31,6 +31,7 @@ from interp.rome import figures
 from interp.rome.params import PARAMS
 from interp.rome.collapse import (
     ReferencePerplexity, collapse_threshold_report, edited_perplexity, is_collapse, reference_perplexity as _reference,
+    reference_tails,
 )
 from interp.rome.compute_u import RequestKeys, compute_keys, generate_prefixes
 from interp.rome.compute_v import compute_v
@@ -148,10 +149,12 @@ FIX_ANOMALY_RATIO = 0.5  # bare v0 norm / prefixed mean norm below which the fix
 
 
 def edit_request(model: Model, p: dict, layer: int, req: EditRequest, i: int, keys: RequestKeys, c_inv: torch.Tensor,
-                 prefixes: list[str], ref: ReferencePerplexity) -> list[dict]:
+                 prefixes: list[str], ref: ReferencePerplexity, tails: Optional[dict] = None) -> list[dict]:
     """One request: v* (``compute_v``), then per key variant ΔW (``rome_main``), its CounterFact
-    scores (``evaluate``) and the perplexity ratio under it (``collapse``). Rows carry the seconds
-    each sub-step took (``seconds_v_star``, ``seconds_evaluate``, ``seconds_perplexity``)."""
+    scores (``evaluate``) and the perplexity ratio under it (``collapse``; from the reference
+    texts' streams entering the edited layer when ``tails`` has them: :func:`reference_tails`).
+    Rows carry the seconds each sub-step took (``seconds_v_star``, ``seconds_evaluate``,
+    ``seconds_perplexity``)."""
     t0 = time.perf_counter()
 
     def v_star(reference: str) -> Any:
@@ -192,7 +195,7 @@ def edit_request(model: Model, p: dict, layer: int, req: EditRequest, i: int, ke
             after = next_token_logprobs(model, prompts.texts)
             t_eval += time.perf_counter() - t
             t = time.perf_counter()
-            ppl = edited_perplexity(model, ref, prefixed)
+            ppl = edited_perplexity(model, ref, prefixed, tails)
             t_ppl += time.perf_counter() - t
         k = keys.k_u[i] if variant == "rome" else keys.k_bar[i]
         rows.append({
@@ -297,9 +300,17 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
     rows: list[dict] = []
     from tqdm.auto import tqdm
 
+    tails: dict[str, Any] = {}
+
+    def ref_tails() -> Any:  # made when the first edit is computed (a resumed run may need none)
+        if "t" not in tails:
+            tails["t"] = reference_tails(model, ref, layer)
+        return tails["t"]
+
     for i, req in enumerate(tqdm(requests, desc="ROME edits", unit="edit",
                                  disable=os.environ.get("INTERP_PROGRESS", "1") == "0")):
-        rows += run.stage(f"edit_{req.case_id}", lambda: edit_request(model, p, layer, req, i, keys, c_inv, prefixes, ref),
+        rows += run.stage(f"edit_{req.case_id}",
+                          lambda: edit_request(model, p, layer, req, i, keys, c_inv, prefixes, ref, ref_tails()),
                           key=[layer, req.case_id])
     edits = pd.DataFrame(rows)
     thr = float(p["collapse_ratio"])

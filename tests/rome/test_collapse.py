@@ -25,6 +25,31 @@ def test_token_nll_matches_logits(tiny_models, family):
         token_nll(m, texts, score_from=[100, 1])
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gpt2"])
+def test_edited_perplexity_from_the_edited_layer_equals_whole_passes(tiny_models, family):
+    from interp.rome.collapse import edited_perplexity, reference_perplexity, reference_tails
+    from interp.rome.rome_main import RankOneUpdate, applied_edit
+
+    m = tiny_models[family]
+    layer = 1
+    ref = reference_perplexity(m, ["Hi there. ", "Once more. "], 3, 20, 2, 5)
+    tails = reference_tails(m, ref, layer)
+    assert (tails is None) == (family == "gpt2")  # learned positions: whole passes instead
+    g = torch.Generator().manual_seed(0)
+    u, v = torch.randn(m.d_mlp, generator=g), torch.randn(m.d_model, generator=g)
+    up = RankOneUpdate(numerator=3.0 * v, u=u, denominator=1.0, variant="rome")
+    for prefixed in (False, True):
+        with applied_edit(m, layer, up):
+            fast = edited_perplexity(m, ref, prefixed, tails)
+            whole = edited_perplexity(m, ref, prefixed)
+        assert fast == pytest.approx(whole, rel=1e-5)
+        assert abs(whole["ppl_ratio"] - 1) > 1e-3  # the edit acted
+    assert reference_tails(m, ref, 0) is None
+    if tails:
+        with pytest.raises(InterpError, match="other texts"):
+            token_nll(m, ref.texts.generic, tail=tails["own"])
+
+
 def test_reference_texts(tiny_models):
     m = tiny_models["llama"]
     ref = reference_texts(m, n_generic=3, max_tokens=20, n_generations=2, prompt_tokens=4, gen_tokens=5)
