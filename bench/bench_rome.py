@@ -2,17 +2,26 @@
 
 * keys with ``stop_at_layer`` (the capture stops after the edited layer) vs a full forward pass;
 * one v* gradient step with the model's weights frozen vs with weight gradients on;
-* v* with the tokens before the subject cached (``prefix_cache``) vs recomputed at every step.
+* v* with the tokens before the subject cached (``prefix_cache``) vs recomputed at every step;
+* v* steps run from the edited layer, unembedding only the scored positions, vs whole forward passes
+  (the run's default 20 prefixed contexts);
+* an edited model's perplexity on the reference texts from the edited layer vs whole passes.
 
     OMP_NUM_THREADS=2 python bench/bench_rome.py [--model smollm2-135m] [--layer 6] [--repeats 3]
 """
 
 import argparse
+import contextlib
 import time
+
+import torch
 
 import interp
 from interp.rome.compute_u import compute_keys, key_hook
+import interp.rome.compute_v as cv
+from interp.rome.collapse import edited_perplexity, reference_perplexity, reference_tails
 from interp.rome.compute_v import compute_v
+from interp.rome.rome_main import RankOneUpdate, applied_edit
 from interp.rome.requests import load_requests, subject_last_position
 
 
@@ -68,3 +77,29 @@ if __name__ == "__main__":
     cached_v = best(lambda: compute_v(m, req, args.layer, ["", *prefixes], steps=3, prefix_cache=True), args.repeats)
     print(f"v* steps: every token recomputed / tokens before the subject cached: {full_v / cached_v:.2f}x  "
           f"({full_v:.3f}s vs {cached_v:.3f}s)")
+
+    @contextlib.contextmanager
+    def whole_passes():
+        orig = cv.tail_supported
+        cv.tail_supported = lambda model: False
+        try:
+            yield
+        finally:
+            cv.tail_supported = orig
+
+    ctx20 = [""] + [f"{p}{i}. " for i in range(5) for p in prefixes]  # 20 prefixed contexts, as the run's default
+    resumed = best(lambda: compute_v(m, req, args.layer, ctx20, steps=5), args.repeats)
+    with whole_passes():
+        whole = best(lambda: compute_v(m, req, args.layer, ctx20, steps=5), args.repeats)
+    print(f"v* steps (20 contexts): whole passes / from layer {args.layer} with scored positions unembedded: "
+          f"{whole / resumed:.2f}x  ({whole:.3f}s vs {resumed:.3f}s)")
+
+    ref = reference_perplexity(m, prefixes, 12, 48, 12, 24)
+    tails = reference_tails(m, ref, args.layer)
+    g = torch.Generator().manual_seed(0)
+    up = RankOneUpdate(torch.randn(m.d_model, generator=g), torch.randn(m.d_mlp, generator=g), 1e3, "rome")
+    with applied_edit(m, args.layer, up):
+        fast = best(lambda: [edited_perplexity(m, ref, pre, tails) for pre in (False, True)], args.repeats)
+        slow = best(lambda: [edited_perplexity(m, ref, pre) for pre in (False, True)], args.repeats)
+    print(f"edited perplexity (12 + 12 texts, bare and prefixed): whole passes / from layer {args.layer}: "
+          f"{slow / fast:.2f}x  ({slow:.3f}s vs {fast:.3f}s)")

@@ -30,13 +30,12 @@ import contextlib
 import contextvars
 import copy
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import torch
-from tqdm.auto import tqdm
+from interp.progress import track
 
 from interp.errors import InterpError
 from interp.model import Model
@@ -323,13 +322,13 @@ def capture(
     max_len = max(lengths) if lengths else 0
     order = sorted(range(n), key=lambda i: -lengths[i])
     batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    show = progress if progress is not None else (len(batches) > 1 and os.environ.get("INTERP_PROGRESS", "1") != "0")
+    show = progress if progress is not None else len(batches) > 1
     out_acts: dict[str, list] = {name: [None] * n for name in requested}
     out_every: dict[str, list] = {name: [None] * n for name in every}
     out_logits: list = [None] * n if logits else []
     out_dtype = dtype or model.dtype
 
-    for rows in tqdm(batches, desc=desc, disable=not show, unit="batch"):
+    for rows in track(batches, desc=desc, disable=not show, unit="batch"):
         B = len(rows)
         S = max(lengths[i] for i in rows) - P
         ids = torch.full((B, S), model.pad_token_id, dtype=torch.long)

@@ -334,13 +334,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                                       frequency_source=args.frequency_source) or 0)
 
 
-_QUIET = {"INTERP_PROGRESS": "0", "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+_QUIET = {"INTERP_PROGRESS": "lines", "TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
 def _quiet_bars() -> dict[str, Optional[str]]:
     """Progress bars redraw one line with carriage returns: fine on a terminal, noise in a log
-    file. When stderr is not a terminal, stages report one line each instead. Returns the previous
-    environment values (restored when the command ends)."""
+    file. When stderr is not a terminal, stages report one line each, and long loops a line a
+    minute (:mod:`interp.progress`), instead. Returns the previous environment values (restored
+    when the command ends)."""
     before = {k: os.environ.get(k) for k in _QUIET}
     if not sys.stderr.isatty():
         for k, v in _QUIET.items():

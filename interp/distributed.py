@@ -214,12 +214,12 @@ def map_chunks(n_chunks: int, compute: Callable[[int], dict[str, torch.Tensor]],
     Returns:
         The chunks in order on rank 0; None on the other ranks.
     """
-    from tqdm.auto import tqdm
+    from interp.progress import track
 
     w = current() if folder is not None else World()  # no folder: not shared, this process does it all
     mine = [k for k in range(n_chunks) if w.owns(k)]
-    bar = tqdm(mine, desc=desc if w.size == 1 else f"{desc} [rank {w.rank}/{w.size}]", unit="chunk", leave=False,
-               disable=len(mine) < 2 or os.environ.get("INTERP_PROGRESS", "1") == "0")
+    bar = track(mine, desc=desc if w.size == 1 else f"{desc} [rank {w.rank}/{w.size}]", unit="chunk", leave=False,
+                disable=len(mine) < 2)
     if folder is None:
         return [compute(k) for k in bar]
     folder = Path(folder)

@@ -10,11 +10,10 @@ running (the shared prefix, the prompts, or a decoding step) and where each row'
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Optional, Sequence, Union
 
 import torch
-from tqdm.auto import tqdm
+from interp.progress import track
 
 from interp.capture import BatchInfo, _as_token_lists, _expand_cache, _prefix_cache, running
 from interp.errors import InterpError
@@ -62,10 +61,10 @@ def greedy_generate(
     eos = model.tokenizer.eos_token_id if stop_at_eos else None
     order = sorted(range(n), key=lambda i: -len(toks[i]))
     batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    show = progress if progress is not None else (len(batches) > 1 and os.environ.get("INTERP_PROGRESS", "1") != "0")
+    show = progress if progress is not None else len(batches) > 1
     results: list[list[int]] = [[] for _ in range(n)]
     dev = model.device
-    for rows in tqdm(batches, desc=desc, disable=not show, unit="batch"):
+    for rows in track(batches, desc=desc, disable=not show, unit="batch"):
         B = len(rows)
         S = max(len(toks[i]) for i in rows)
         ids = torch.full((B, S), model.pad_token_id, dtype=torch.long)

@@ -21,7 +21,7 @@ import contextlib
 from typing import Any, Iterator, Literal, Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from interp.progress import track
 
 from interp.loading import decoder_layers
 from interp.model import Model
@@ -156,7 +156,7 @@ class TailCache:
         order = sorted(want, key=lambda i: -len(self.seqs[i]))
         d = self.resid[0].shape[-1] if self.resid else 0
         starts = range(0, len(order), self.batch_size)
-        for a in tqdm(starts, desc=desc, disable=desc is None, unit="batch"):
+        for a in track(starts, desc=desc or "", disable=desc is None, unit="batch"):
             rows = order[a : a + self.batch_size]
             T = max(len(self.seqs[i]) for i in rows)
             x = torch.zeros(len(rows), T, d)

@@ -20,7 +20,6 @@ for each final MLP's mean output and for the intercepts of its decomposition
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -28,7 +27,7 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 from scipy.stats import rankdata
-from tqdm.auto import tqdm
+from interp.progress import track
 
 from interp.capture import capture
 from interp.errors import InterpError
@@ -64,7 +63,7 @@ def next_token_stats(
     nll, count = 0.0, 0
     if tail is not None and tail.seqs != toks:
         raise InterpError("the tail cache holds other texts than the ones measured")
-    for a in tqdm(range(0, len(toks), batch_size), desc="generic text", unit="batch", disable=len(toks) <= batch_size or os.environ.get("INTERP_PROGRESS", "1") == "0"):
+    for a in track(range(0, len(toks), batch_size), desc="generic text", unit="batch", disable=len(toks) <= batch_size):
         chunk = toks[a : a + batch_size]
         if tail is not None:
             logits = tail.logits("all", rows=range(a, a + len(chunk)))

@@ -10,13 +10,12 @@ anti-overconfidence drop); the split says whether the final attention or the fin
 
 from __future__ import annotations
 
-import os
 from typing import Optional, Sequence
 
 import pandas as pd
 import torch
 from jaxtyping import Float
-from tqdm.auto import tqdm
+from interp.progress import track
 
 from interp.model import Model
 from interp.recall.activations import RecallActivations
@@ -29,7 +28,7 @@ def readout_answer(
     m = len(resid)
     probs, ranks = torch.zeros(m), torch.zeros(m)
     with torch.no_grad():
-        for a in tqdm(range(0, m, chunk), desc="logit lens", disable=m <= 4 * chunk or os.environ.get("INTERP_PROGRESS", "1") == "0",
+        for a in track(range(0, m, chunk), desc="logit lens", disable=m <= 4 * chunk,
                       unit="chunk"):
             x = resid[a : a + chunk].to(model.device, model.dtype)
             logp = torch.log_softmax(model.unembed(x).float(), -1).cpu()

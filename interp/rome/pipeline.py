@@ -17,7 +17,6 @@ it calls:
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Optional, Sequence
 
@@ -27,6 +26,7 @@ import torch
 from interp.corpus import natural_texts
 from interp.errors import InterpError
 from interp.model import Model, portable_path
+from interp.progress import track
 from interp.rome import figures
 from interp.rome.params import PARAMS
 from interp.rome.collapse import (
@@ -298,8 +298,6 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
 
     ref = run.stage("reference", lambda: reference_perplexity(model, p, prefixes))
     rows: list[dict] = []
-    from tqdm.auto import tqdm
-
     tails: dict[str, Any] = {}
 
     def ref_tails() -> Any:  # made when the first edit is computed (a resumed run may need none)
@@ -307,8 +305,7 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
             tails["t"] = reference_tails(model, ref, layer)
         return tails["t"]
 
-    for i, req in enumerate(tqdm(requests, desc="ROME edits", unit="edit",
-                                 disable=os.environ.get("INTERP_PROGRESS", "1") == "0")):
+    for i, req in enumerate(track(requests, desc="ROME edits", unit="edit")):
         rows += run.stage(f"edit_{req.case_id}",
                           lambda: edit_request(model, p, layer, req, i, keys, c_inv, prefixes, ref, ref_tails()),
                           key=[layer, req.case_id])
