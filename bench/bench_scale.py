@@ -12,11 +12,8 @@ Run: python bench/bench_scale.py [--model smollm2-135m] [--n 2048]
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -24,13 +21,10 @@ import pandas as pd
 
 def scan(prefix: list[str], model: str, n: int, work: Path, out: Path, env: dict[str, str]) -> float:
     """Wall seconds of one scan command."""
-    cmd = [*prefix, "-m", "interp.glitch.scan", "--model", model, "--work", str(work), "--out", str(out),
-           "--limit", str(n), "--chunk-size", "128"]
-    t = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"scan failed: {' '.join(cmd)}\n{r.stderr[-3000:]}")
-    return time.perf_counter() - t
+    from commands import timed_run  # this folder is on sys.path when run as a script
+
+    return timed_run([*prefix, "-m", "interp.glitch.scan", "--model", model, "--work", str(work), "--out", str(out),
+                      "--limit", str(n), "--chunk-size", "128"], env)
 
 
 def main() -> None:
@@ -38,15 +32,13 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--n", type=int, default=2048, help="token ids to scan")
     args = ap.parse_args()
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", INTERP_PROGRESS="0")
-    env.pop("WORLD_SIZE", None)
-    root = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    from commands import TORCHRUN_2, one_thread_env
+
+    env = one_thread_env()
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         one = scan([sys.executable], args.model, args.n, d / "w1", d / "o1", env)
-        two = scan([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
-                   args.model, args.n, d / "w2", d / "o2", env)
+        two = scan(TORCHRUN_2, args.model, args.n, d / "w2", d / "o2", env)
         a = pd.read_csv(next((d / "o1").glob("*.csv.gz")), keep_default_na=False)
         b = pd.read_csv(next((d / "o2").glob("*.csv.gz")), keep_default_na=False)
     same = len(a) == len(b) == args.n and a.equals(b)

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -26,34 +23,25 @@ import torch
 from safetensors.torch import load_file
 
 
-def run(cmd: list[str], env: dict[str, str]) -> float:
-    t = time.perf_counter()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-3000:]}")
-    return time.perf_counter() - t
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--tokens", type=int, default=32768, help="tokens in the key second moment")
     a = ap.parse_args()
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", INTERP_PROGRESS="0")
-    env.pop("WORLD_SIZE", None)
-    root = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    prefixes = {1: [sys.executable], 2: [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]}
+    from commands import TORCHRUN_2, one_thread_env, timed_run  # this folder is on sys.path when run as a script
+
+    env = one_thread_env()
+    prefixes = {1: [sys.executable], 2: TORCHRUN_2}
     recall_sets = ['relations=["country_capital","city_country","element_symbol"]', "max_facts=48", "templates=[0,1,2,3]"]
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         stats_s, recall_s, mom2, tables = {}, {}, {}, {}
         for n, pre in prefixes.items():
             e = {**env, "INTERP_CACHE": str(d / f"cache{n}")}
-            stats_s[n] = run([*pre, "-m", "interp.rome.layer_stats", "--model", a.model, "--tokens", str(a.tokens)], e)
+            stats_s[n] = timed_run([*pre, "-m", "interp.rome.layer_stats", "--model", a.model, "--tokens", str(a.tokens)], e)
             mom2[n] = load_file(str(next((d / f"cache{n}" / "stats").glob("*.safetensors"))))["mom2"]
             out = d / f"recall{n}"
-            run([*pre, "-m", "interp.cli", "run", "recall", "--model", a.model, "--quick", "--no-png", "--out", str(out),
+            timed_run([*pre, "-m", "interp.cli", "run", "recall", "--model", a.model, "--quick", "--no-png", "--out", str(out),
                  *[x for s in recall_sets for x in ("--set", s)]], e)
             recall_s[n] = json.loads((out / "recall" / "manifest.json").read_text())["stages"]["activations"]["seconds"]
             tables[n] = {f.name: pd.read_csv(f) for f in sorted((out / "recall" / "tables").glob("*.csv"))}

@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from interp.results import PLOTLYJS, write_plotlyjs
+from interp.results import write_plotlyjs
 from interp.store import atomic_write
 
 ANALYSIS_ORDER = ("recall", "glitch", "rome")

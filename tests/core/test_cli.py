@@ -257,7 +257,7 @@ def test_rerun_resumes_refuses_other_settings_and_fresh_replaces(capsys, tmp_pat
     # other parameters into the same folder: refused, the folder untouched
     before = (folder / "summary.json").read_text()
     assert cli.main([*base, "--set", "collapse_ratio=3"]) == 2
-    line = _one_error(capsys, str(folder), "collapse_ratio 2.0 -> 3", "--fresh")
+    _one_error(capsys, str(folder), "collapse_ratio 2.0 -> 3", "--fresh")
     assert (folder / "summary.json").read_text() == before
     assert cli.main([*base, "--seed", "1"]) == 2
     _one_error(capsys, "seed 0 -> 1")

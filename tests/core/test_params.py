@@ -1,6 +1,5 @@
 """Declared parameters: every parameter an analysis reads is declared, checked and listed."""
 
-import importlib
 import inspect
 import re
 

@@ -79,7 +79,7 @@ import numpy as np
 import torch
 
 from interp import store
-from interp.results import FolderLock, check_folder
+from interp.results import check_folder
 
 
 def _leftovers(root):

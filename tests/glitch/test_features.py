@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from interp import InterpError, capture
 from interp.glitch.features import glitch_features

@@ -1,7 +1,6 @@
 import json
 
 import pandas as pd
-import pytest
 
 from interp.glitch.oracle import TOKEN_CLASSES, repeat_template
 from interp.glitch.scan import exhaustive_scan, load_ground_truth

@@ -1,6 +1,5 @@
 import torch
 
-import interp
 from interp.recall.activations import collect_activations
 from interp.recall.facts import build_prompts, load_relations
 
