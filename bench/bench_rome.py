@@ -88,10 +88,10 @@ if __name__ == "__main__":
             cv.tail_supported = orig
 
     ctx20 = [""] + [f"{p}{i}. " for i in range(5) for p in prefixes]  # 20 prefixed contexts, as the run's default
-    resumed = best(lambda: compute_v(m, req, args.layer, ctx20, steps=5), args.repeats)
+    resumed = best(lambda: compute_v(m, req, args.layer, ctx20, steps=20, early_stop_loss=0), args.repeats)
     with whole_passes():
-        whole = best(lambda: compute_v(m, req, args.layer, ctx20, steps=5), args.repeats)
-    print(f"v* steps (20 contexts): whole passes / from layer {args.layer} with scored positions unembedded: "
+        whole = best(lambda: compute_v(m, req, args.layer, ctx20, steps=20, early_stop_loss=0), args.repeats)
+    print(f"v* (20 steps, 20 contexts): whole passes / from layer {args.layer} with scored positions unembedded: "
           f"{whole / resumed:.2f}x  ({whole:.3f}s vs {resumed:.3f}s)")
 
     ref = reference_perplexity(m, prefixes, 12, 48, 12, 24)
