@@ -84,6 +84,11 @@ def lm_head(model: Model, h: torch.Tensor) -> torch.Tensor:
 class TailCache:
     """Residual streams entering block ``start`` for fixed token sequences, and logits from them.
 
+    Attributes:
+        seqs: the whole sequences (a shared prefix included).
+        head: the shared prefix's stream, kept once (None without a prefix).
+        resid: each sequence's stream after the prefix.
+
     Args:
         model: the model.
         seqs: token id sequences (BOS already in place, as the model is run), or the continuations
@@ -106,24 +111,30 @@ class TailCache:
         # with a shared prefix the continuations run on its KV cache and its own stream is captured once
         cap = capture(model, [list(map(int, s)) for s in seqs], hooks=[hook], positions="all", batch_size=batch_size,
                       progress=False, dtype=torch.float32, prefix=pre or None)
-        head = capture(model, [pre], hooks=[hook], positions="all", progress=False, dtype=torch.float32).acts[hook][0] \
-            if pre else None
-        self.resid = [r.float().cpu() if head is None else torch.cat([head.float().cpu(), r.float().cpu()])
-                      for r in cap.acts[hook]]
+        self.head = capture(model, [pre], hooks=[hook], positions="all", progress=False,
+                            dtype=torch.float32).acts[hook][0].float().cpu() if pre else None
+        self.resid = [r.float().cpu() for r in cap.acts[hook]]
 
     @classmethod
-    def from_streams(cls, model: Model, seqs: Sequence[Sequence[int]], start: int,
-                     streams: Sequence[torch.Tensor], batch_size: int = 16) -> "TailCache":
-        """A cache from residual streams already computed: ``streams[i]`` is ``[len(seqs[i]), d_model]``,
-        the output of block ``start - 1`` at every position of ``seqs[i]`` (as a capture of
-        ``blocks.{start-1}.hook_resid_post`` at every position gives it), so no forward pass is run."""
+    def from_streams(cls, model: Model, seqs: Sequence[Sequence[int]], start: int, streams: Sequence[torch.Tensor],
+                     batch_size: int = 16, prefix: Optional[Sequence[int]] = None,
+                     prefix_stream: Optional[torch.Tensor] = None) -> "TailCache":
+        """A cache from residual streams already computed, so no forward pass is run: ``streams[i]``
+        is ``[len(seqs[i]), d_model]``, the output of block ``start - 1`` at every position of
+        ``seqs[i]`` (as a capture of ``blocks.{start-1}.hook_resid_post`` at every position gives it).
+        With ``prefix``, ``seqs`` are the continuations after it and ``prefix_stream`` its own stream
+        (``[len(prefix), d_model]``, kept once)."""
         if not 1 <= start < model.n_layers:
             raise ValueError(f"start must be in 1..{model.n_layers - 1}, not {start}")
         if len(streams) != len(seqs) or any(r.shape != (len(s), model.d_model) for r, s in zip(streams, seqs)):
             raise ValueError("streams must hold one [len(seq), d_model] tensor per sequence")
+        pre = [int(t) for t in prefix or []]
+        if (prefix_stream is None) != (not pre) or (pre and tuple(prefix_stream.shape) != (len(pre), model.d_model)):
+            raise ValueError("a prefix needs its own [len(prefix), d_model] stream, and a stream its prefix")
         self = cls.__new__(cls)
         self.model, self.start, self.batch_size = model, start, batch_size
-        self.seqs = [list(map(int, s)) for s in seqs]
+        self.seqs = [pre + list(map(int, s)) for s in seqs]
+        self.head = prefix_stream.float().cpu() if pre else None
         self.resid = [r.float().cpu() for r in streams]
         return self
 
@@ -155,6 +166,7 @@ class TailCache:
         out: dict[int, torch.Tensor] = {}
         order = sorted(want, key=lambda i: -len(self.seqs[i]))
         d = self.resid[0].shape[-1] if self.resid else 0
+        P = 0 if self.head is None else len(self.head)
         starts = range(0, len(order), self.batch_size)
         for a in track(starts, desc=desc or "", disable=desc is None, unit="batch"):
             rows = order[a : a + self.batch_size]
@@ -163,7 +175,9 @@ class TailCache:
             mask = torch.zeros(len(rows), T, dtype=torch.long)
             for j, i in enumerate(rows):
                 n = len(self.seqs[i])
-                x[j, :n] = self.resid[i]
+                if P:
+                    x[j, :P] = self.head
+                x[j, P:n] = self.resid[i]
                 mask[j, :n] = 1
             lengths = torch.tensor([len(self.seqs[i]) for i in rows])
             with running(BatchInfo(lengths, 0, lengths - 1, torch.tensor(rows))):

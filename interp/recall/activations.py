@@ -160,9 +160,8 @@ def prompt_tails(model: Model, acts: RecallActivations, start: int, batch_size: 
             # the activation pass kept these streams: only the shared prefix's own stream is run here
             head = capture(model, [pre], hooks=[model.hook("resid_post", start - 1)], positions="all", progress=False,
                            dtype=torch.float32).acts[model.hook("resid_post", start - 1)][0].float() if pre else None
-            tails.append(TailCache.from_streams(
-                model, [(pre or []) + list(s) for s in ids], start,
-                [streams[i].float() if head is None else torch.cat([head, streams[i].float()]) for i in rows], batch_size))
+            tails.append(TailCache.from_streams(model, ids, start, [streams[i] for i in rows], batch_size, prefix=pre,
+                                                prefix_stream=head))
         kept[start] = tails
     return kept[start]
 

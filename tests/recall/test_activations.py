@@ -52,4 +52,6 @@ def test_final_block_streams_serve_the_tail_reruns_exactly():
         assert torch.allclose(fast, whole, atol=1e-6) and torch.allclose(fast, rebuilt, atol=1e-6)
         assert torch.allclose(fast_sub, whole[rows], atol=1e-6)
         assert not torch.allclose(whole, kept.answer_prob, atol=1e-4)  # the ablation acted
-        assert prompt_tails(m, kept, last, 32)[0].resid[0].shape[0] == len(ps.token_ids[0])
+        tail = prompt_tails(m, kept, last, 32)[0]
+        assert tail.seqs[0] == ps.token_ids[0] and tail.resid[0] is kept.streams[1][0]  # kept, not copied
+        assert (tail.head is None) == (shots == 0)
