@@ -54,6 +54,7 @@ def _span(seconds: float) -> str:
 
 def _lines(iterable: Iterable[T], desc: str, total: Optional[int], unit: str) -> Iterator[T]:
     every = float(os.environ.get("INTERP_PROGRESS_EVERY", "60"))
+    units = "items" if unit == "it" else unit if unit.endswith("s") else unit + "s"
     start = last = time.monotonic()
     for i, x in enumerate(iterable, 1):
         yield x  # the caller's loop body runs here: the item is done when the generator resumes
@@ -64,7 +65,7 @@ def _lines(iterable: Iterable[T], desc: str, total: Optional[int], unit: str) ->
         spent = now - start
         if total:
             left = spent * (total - i) / i
-            line = f"  {desc}: {i}/{total} {unit} ({100 * i / total:.0f}%), {_span(spent)} so far, about {_span(left)} left"
+            line = f"  {desc}: {i}/{total} {units} ({100 * i / total:.0f}%), {_span(spent)} so far, about {_span(left)} left"
         else:
-            line = f"  {desc}: {i} {unit}, {_span(spent)} so far"
+            line = f"  {desc}: {i} {units if i > 1 else 'item' if unit == 'it' else unit}, {_span(spent)} so far"
         print(line, file=sys.stderr, flush=True)

@@ -10,9 +10,9 @@ def test_lines_mode_prints_counts_and_time_left(monkeypatch, capsys):
     assert list(track([10, 20, 30], "edits", unit="edit")) == [10, 20, 30]
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "\r" not in "".join(err)  # not after the last item: the loop's own line follows
-    assert err[0].startswith("  edits: 1/3 edit (33%),") and "left" in err[0]
+    assert err[0].startswith("  edits: 1/3 edits (33%),") and "left" in err[0]
     assert list(track(iter("ab"), "chars")) == ["a", "b"]  # no length: counts only
-    assert capsys.readouterr().err.splitlines() == ["  chars: 1 it, 0s so far", "  chars: 2 it, 0s so far"]
+    assert capsys.readouterr().err.splitlines() == ["  chars: 1 item, 0s so far", "  chars: 2 items, 0s so far"]
 
 
 def test_lines_wait_for_the_interval_and_off_is_silent(monkeypatch, capsys):
