@@ -18,6 +18,7 @@ import datetime
 import importlib
 import json
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,7 @@ _WORLD = World()
 
 # the passes a rank may be asked to run: "module:function", each taking (model, **kwargs)
 TASKS = ("interp.recall.activations:collect_activations", "interp.rome.layer_stats:layer_stats",
-         "interp.glitch.detect:score_tokens")
+         "interp.glitch.detect:score_tokens", "interp.rome.pipeline:shared_edits")
 
 
 def current() -> World:
@@ -195,8 +196,42 @@ def load_chunk(path: Path, key: dict) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def map_chunks(n_chunks: int, compute: Callable[[int], dict[str, torch.Tensor]], folder: Optional[Path],
-               key: dict, desc: str = "chunks") -> Optional[list[dict[str, torch.Tensor]]]:
+def _chunk_name(k: int) -> str:
+    return f"chunk_{k:05d}"
+
+
+def _chunk_stored(folder: Path, k: int, key: dict, values: str) -> bool:
+    from interp.store import read_stage_header
+
+    if values == "tensors":
+        return chunk_ready(folder / f"{_chunk_name(k)}.safetensors", key)
+    head = read_stage_header(folder, _chunk_name(k))
+    return head is not None and head.get("key") == _key_text(key)
+
+
+def _store_chunk(folder: Path, k: int, value: Any, key: dict, values: str, seconds: float) -> None:
+    from interp.store import save_stage
+
+    if values == "tensors":
+        save_chunk(folder / f"{_chunk_name(k)}.safetensors", value, key)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_stage(folder, _chunk_name(k), _key_text(key), value, seconds)
+
+
+def _load_stored_chunk(folder: Path, k: int, key: dict, values: str) -> Any:
+    from interp.store import load_stage
+
+    if values == "tensors":
+        return load_chunk(folder / f"{_chunk_name(k)}.safetensors", key)
+    got = load_stage(folder, _chunk_name(k), _key_text(key))
+    if got is None:
+        raise InterpError(f"shard file {folder / _chunk_name(k)}.json is missing, torn or belongs to another run")
+    return got[0]
+
+
+def map_chunks(n_chunks: int, compute: Callable[[int], Any], folder: Optional[Path],
+               key: dict, desc: str = "chunks", values: str = "tensors") -> Optional[list[Any]]:
     """Compute chunks ``0 .. n_chunks-1`` shared among the ranks; rank 0 gets all of them in order.
 
     Each rank computes the chunks it owns (:meth:`World.owns`) and stores each in ``folder`` as it
@@ -206,16 +241,21 @@ def map_chunks(n_chunks: int, compute: Callable[[int], dict[str, torch.Tensor]],
 
     Args:
         n_chunks: how many chunks.
-        compute: chunk index -> its tensors (computed the same way whichever rank runs it).
+        compute: chunk index -> its value (computed the same way whichever rank runs it).
         folder: where the chunk files go (needed with several ranks).
         key: what the chunks are of (stored in every file and checked when read back).
         desc: progress bar label (shown for more than one chunk unless ``INTERP_PROGRESS=0``).
+        values: ``tensors``: each chunk is a dict of tensors, stored as one safetensors file;
+            ``stage``: any value :mod:`interp.store` can store (rows of numbers and strings, say),
+            stored as a stage (JSON with safetensors/Parquet companions; never a pickle).
 
     Returns:
         The chunks in order on rank 0; None on the other ranks.
     """
     from interp.progress import track
 
+    if values not in ("tensors", "stage"):
+        raise InterpError(f"map_chunks: values must be 'tensors' or 'stage', got {values!r}")
     w = current() if folder is not None else World()  # no folder: not shared, this process does it all
     mine = [k for k in range(n_chunks) if w.owns(k)]
     bar = track(mine, desc=desc if w.size == 1 else f"{desc} [rank {w.rank}/{w.size}]", unit="chunk", leave=False,
@@ -225,15 +265,16 @@ def map_chunks(n_chunks: int, compute: Callable[[int], dict[str, torch.Tensor]],
     folder = Path(folder)
     try:
         for k in bar:
-            path = folder / f"chunk_{k:05d}.safetensors"
-            if not chunk_ready(path, {**key, "chunk": k}):
-                save_chunk(path, compute(k), {**key, "chunk": k})
+            if not _chunk_stored(folder, k, {**key, "chunk": k}, values):
+                t = time.perf_counter()
+                value = compute(k)
+                _store_chunk(folder, k, value, {**key, "chunk": k}, values, time.perf_counter() - t)
     finally:  # a rank that fails still meets the others here, so none waits for it forever
         w.barrier()
     if not w.is_main:
         return None
-    out = [load_chunk(folder / f"chunk_{k:05d}.safetensors", {**key, "chunk": k}) for k in range(n_chunks)]
-    for f in folder.glob("chunk_*.safetensors"):
+    out = [_load_stored_chunk(folder, k, {**key, "chunk": k}, values) for k in range(n_chunks)]
+    for f in folder.glob("chunk_*"):
         f.unlink()
     try:
         folder.rmdir()

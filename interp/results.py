@@ -38,7 +38,9 @@ import pandas as pd
 import torch
 
 from interp.errors import InterpError
-from interp.store import Unstorable, atomic_write, load_stage, remove_tmp_files, save_stage, tmp_path, write_text
+from interp.store import (
+    Unstorable, atomic_write, load_stage, read_stage_header, remove_tmp_files, save_stage, tmp_path, write_text,
+)
 
 _PACKAGES = (
     "interp", "torch", "transformers", "transformer-lens", "numpy", "pandas", "scikit-learn",
@@ -94,6 +96,13 @@ def write_json(path: Path, obj: Any) -> None:
 def progress(text: str) -> None:
     """One line of progress on stderr (a line per event, so a log file reads as a list)."""
     print(text, file=sys.stderr, flush=True)
+
+
+def _ranks() -> int:
+    """How many processes share this run's sharded passes (``torchrun`` ranks; 1 alone)."""
+    from interp import distributed
+
+    return distributed.current().size
 
 
 def _command() -> str:
@@ -426,6 +435,12 @@ class Run:
         self._write_manifest(finished=False)
         return value
 
+    def stored(self, name: str, key: Any = None) -> bool:
+        """Whether :meth:`stage` ``name`` (with ``key``) would resume from a stored result (its header
+        only is read: a torn stage still counts, and :meth:`stage` recomputes it)."""
+        head = read_stage_header(self.dir / "stages", name) if self.resume else None
+        return head is not None and head.get("key") == self._stage_key(name, key)
+
     def timed(self, name: str) -> "_Timer":
         """Context manager that records the wall time of an unstored step."""
         return _Timer(self, name)
@@ -482,7 +497,8 @@ class Run:
             "params": self.params,
             "packages": package_versions(),
             "command": _command(),
-            "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+            "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                     "ranks": _ranks()},
             "stages": self.stage_times,
             "wall_seconds": time.perf_counter() - self.t0,
             "figures": [n for n, _ in self._figures],

@@ -17,12 +17,16 @@ it calls:
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import pandas as pd
 import torch
 
+from interp import distributed
 from interp.corpus import natural_texts
 from interp.errors import InterpError
 from interp.model import Model, portable_path
@@ -228,6 +232,38 @@ def edit_request(model: Model, p: dict, layer: int, req: EditRequest, i: int, ke
     return rows
 
 
+def shared_edits(model: Model, *, p: dict, layer: int, requests: Sequence[EditRequest], todo: Sequence[int],
+                 keys: RequestKeys, c_inv: torch.Tensor, prefixes: list[str], ref: ReferencePerplexity,
+                 shard_dir: str) -> Optional[list[list[dict]]]:
+    """:func:`edit_request` for the requests ``todo`` (indices into ``requests``), dealt to the
+    ``torchrun`` ranks one request at a time (:func:`interp.distributed.map_chunks`).
+
+    The requests are independent, so each rank edits its share on its own copy of the model and
+    stores each request's rows under ``shard_dir`` as it finishes (a restarted pass redoes only the
+    missing ones); every rank builds the reference texts' streams (:func:`reference_tails`) once.
+    Rank 0 calls this and dispatches it to the other ranks; a request gives the same rows whichever
+    rank edits it.
+
+    Returns:
+        Each request's rows, in the order of ``todo``, on rank 0; None on the other ranks.
+    """
+    if distributed.current().is_main:
+        distributed.dispatch("interp.rome.pipeline:shared_edits", p=p, layer=layer, requests=requests, todo=list(todo),
+                             keys=keys, c_inv=c_inv, prefixes=prefixes, ref=ref, shard_dir=shard_dir)
+    tails: dict[str, Any] = {}
+
+    def compute(k: int) -> list[dict]:
+        if "t" not in tails:
+            tails["t"] = reference_tails(model, ref, layer)
+        i = todo[k]
+        return edit_request(model, p, layer, requests[i], i, keys, c_inv, prefixes, ref, tails["t"])
+
+    key = {"pass": "rome-edits-v1", "model": model.weight_hash, "precision": model.precision, "layer": layer,
+           "params": json.dumps(p, sort_keys=True, default=str), "prefixes": prefixes,
+           "cases": [requests[i].case_id for i in todo]}
+    return distributed.map_chunks(len(todo), compute, Path(shard_dir), key, desc="ROME edits", values="stage")
+
+
 def first_token_anomaly(model: Model, p: dict, layer: int, keys: RequestKeys, requests: Sequence[EditRequest],
                         c_inv: torch.Tensor) -> dict:
     """First-position keys against later ones, per layer and projected (``first_token``)."""
@@ -305,10 +341,22 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
             tails["t"] = reference_tails(model, ref, layer)
         return tails["t"]
 
-    for i, req in enumerate(track(requests, desc="ROME edits", unit="edit")):
+    t_edits = time.perf_counter()
+    world = distributed.current()
+    todo = [i for i, req in enumerate(requests) if not run.stored(f"edit_{req.case_id}", key=[layer, req.case_id])]
+    shared: dict[int, list[dict]] = {}
+    if world.size > 1 and len(todo) > 1:  # under torchrun: the edits are dealt to the ranks
+        got = shared_edits(model, p=p, layer=layer, requests=requests, todo=todo, keys=keys, c_inv=c_inv,
+                           prefixes=prefixes, ref=ref, shard_dir=str(run.dir / "shards" / "edits"))
+        shared = dict(zip(todo, got or []))
+        shutil.rmtree(run.dir / "shards", ignore_errors=True)  # gathered (and stored as stages below): spent
+    for i, req in enumerate(track(requests, desc="ROME edits", unit="edit", disable=bool(shared))):
         rows += run.stage(f"edit_{req.case_id}",
-                          lambda: edit_request(model, p, layer, req, i, keys, c_inv, prefixes, ref, ref_tails()),
+                          lambda: shared[i] if i in shared else edit_request(model, p, layer, req, i, keys, c_inv, prefixes,
+                                                                             ref, ref_tails()),
                           key=[layer, req.case_id])
+    run.stage_times["edits"] = {"seconds": time.perf_counter() - t_edits, "resumed": not todo, "computed": len(todo),
+                                "ranks": world.size if shared else 1}
     edits = pd.DataFrame(rows)
     thr = float(p["collapse_ratio"])
     edits["collapse"] = [is_collapse(r, thr) for r in edits.ppl_ratio]

@@ -1,5 +1,6 @@
 """A scan over two torch.distributed ranks (gloo) equals the one-process scan."""
 
+import json
 import os
 import re
 import subprocess
@@ -73,6 +74,35 @@ def test_map_chunks_resumes_stored_chunks_and_checks_their_key(tmp_path, monkeyp
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # rank 0 removes the spent chunk files
 
 
+def test_map_chunks_stores_rows_as_stages_and_resumes_them(tmp_path, monkeypatch):
+    """``values="stage"`` (ROME's edits: rows of numbers and strings): stored through interp.store,
+    resumed under the same key, recomputed under another or when torn."""
+    from interp import distributed
+    from interp.errors import InterpError
+    from interp.store import save_stage
+
+    monkeypatch.setattr(distributed, "_WORLD", World())
+    key = {"pass": "t"}
+    save_stage(tmp_path, "chunk_00001", distributed._key_text({**key, "chunk": 1}), [{"case": "stored", "x": 1.5}], 0.0)
+    save_stage(tmp_path, "chunk_00002", distributed._key_text({"pass": "other", "chunk": 2}), [{"case": "old"}], 0.0)
+    calls = []
+
+    def compute(k):
+        calls.append(k)
+        return [{"case": f"c{k}", "x": float("nan") if k == 0 else k / 3}]
+
+    got = distributed.map_chunks(3, compute, tmp_path, key, values="stage")
+    assert calls == [0, 2]
+    assert got[1] == [{"case": "stored", "x": 1.5}] and got[2] == [{"case": "c2", "x": 2 / 3}]  # exact float round trip
+    assert got[0][0]["case"] == "c0" and got[0][0]["x"] != got[0][0]["x"]  # NaN kept
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+    with pytest.raises(InterpError, match="map_chunks: values"):
+        distributed.map_chunks(1, compute, tmp_path, key, values="pickle")
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "chunk_00000.json").write_text('{"format": "interp-stage/1", "key": ')  # torn: recomputed
+    calls.clear()
+    assert distributed.map_chunks(1, compute, tmp_path, key, values="stage")[0][0]["case"] == "c0" and calls == [0]
+
 def _tables(folder):
     out = {}
     for f in sorted(Path(folder).glob("tables/*.csv")):
@@ -106,6 +136,10 @@ def test_interp_run_under_torchrun_shares_the_recall_and_rome_passes(tmp_path):
             assert r.returncode == 0, r.stderr[-3000:]
             logs[n] = r.stderr
         assert "rank 1/2: took part in" in logs[2] and "took part in 0 " not in logs[2]
+        if analysis == "rome":  # the key statistics, then the edits (one request per rank)
+            assert "rank 1/2: took part in 2 " in logs[2], logs[2][-2000:]
+            stages = json.loads((tmp_path / "rome2" / "rome" / "manifest.json").read_text())["stages"]
+            assert stages["edits"]["ranks"] == 2 and stages["edits"]["computed"] == 2
         one, two = _tables(tmp_path / f"{analysis}1" / analysis), _tables(tmp_path / f"{analysis}2" / analysis)
         assert one.keys() == two.keys() and len(one) > 3
         for name in one:
