@@ -15,8 +15,8 @@
 3. Projects the wall time of each stage on the papers' models: on this CPU (at the measured FLOP
    rate) and on 1, 8 and 64 GPUs at ``--gpu-tflops`` (bf16 dense peak; default an H100's 989) times
    an assumed utilisation per kind of work (:data:`GPU_UTILISATION`). Sharded stages (vocabulary
-   scans, key statistics, recall capture; :mod:`interp.distributed`) divide by the GPU count and
-   pay one model load per rank; ROME's edits and the recall mitigation are not sharded.
+   scans, key statistics, recall capture, ROME's edits; :mod:`interp.distributed`) divide by the
+   GPU count and pay one model load per rank; the recall mitigation is not sharded.
 
 The GPU columns are a model, not a measurement: no GPU was measured by this script unless
 ``--device cuda`` is given, in which case the measured GPU rate replaces the assumption.
@@ -70,7 +70,7 @@ STAGES = [
     Stage("glitch oracle (whole vocabulary)", "generate", True),
     Stage("glitch features (whole vocabulary)", "forward", True),
     Stage("ROME key statistics (1e5 texts)", "forward", True),
-    Stage("ROME v* (147 requests)", "train", False),
+    Stage("ROME v* (147 requests)", "train", True),  # the edits are dealt to the ranks (one request each)
     Stage("recall capture (354 facts x 10 lead-ins)", "forward", True),
 ]
 

@@ -421,8 +421,14 @@ class Run:
         t = time.perf_counter()
         value = fn()
         secs = time.perf_counter() - t
+        self._save(name, k, value, secs)
+        progress(f"[{self.analysis}] {name}: done in {secs:.1f}s")
+        self._write_manifest(finished=False)
+        return value
+
+    def _save(self, name: str, k: str, value: Any, secs: float, by: str = "") -> None:
         try:
-            dropped = save_stage(folder, name, k, value, secs)
+            dropped = save_stage(self.dir / "stages", name, k, value, secs)
         except Unstorable as e:
             self.note(f"stage {name}: not stored (it holds {e}, which cannot be stored safely); recomputed on a rerun")
             dropped = []
@@ -430,9 +436,12 @@ class Run:
             self._stored_stage = True
         if dropped:
             self.note(f"stage {name}: not stored, restored as None on resume: {', '.join(dropped)}")
-        self.stage_times[name] = {"seconds": secs, "resumed": False}
-        progress(f"[{self.analysis}] {name}: done in {secs:.1f}s")
-        self._write_manifest(finished=False)
+        self.stage_times[name] = {"seconds": secs, "resumed": False, **({"by": by} if by else {})}
+
+    def put(self, name: str, value: Any, key: Any = None, seconds: float = 0.0, by: str = "") -> Any:
+        """Store ``value``, computed elsewhere (by the ``torchrun`` ranks, say) in ``seconds``, as stage
+        ``name`` under ``key``, exactly as :meth:`stage` would have stored it; returns ``value``."""
+        self._save(name, self._stage_key(name, key), value, seconds, by)
         return value
 
     def stored(self, name: str, key: Any = None) -> bool:

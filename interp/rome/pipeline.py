@@ -346,15 +346,22 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
     todo = [i for i, req in enumerate(requests) if not run.stored(f"edit_{req.case_id}", key=[layer, req.case_id])]
     shared: dict[int, list[dict]] = {}
     if world.size > 1 and len(todo) > 1:  # under torchrun: the edits are dealt to the ranks
+        # subjects at the sequence's first position first: the fix may optimise their v* a second time,
+        # so dealing them before the others spreads them evenly over the ranks (rows are put back in order)
+        off = 1 if model.prepend_bos else 0
+        todo.sort(key=lambda i: int(keys.positions[i]) != off)
         got = shared_edits(model, p=p, layer=layer, requests=requests, todo=todo, keys=keys, c_inv=c_inv,
                            prefixes=prefixes, ref=ref, shard_dir=str(run.dir / "shards" / "edits"))
         shared = dict(zip(todo, got or []))
         shutil.rmtree(run.dir / "shards", ignore_errors=True)  # gathered (and stored as stages below): spent
     for i, req in enumerate(track(requests, desc="ROME edits", unit="edit", disable=bool(shared))):
-        rows += run.stage(f"edit_{req.case_id}",
-                          lambda: shared[i] if i in shared else edit_request(model, p, layer, req, i, keys, c_inv, prefixes,
-                                                                             ref, ref_tails()),
-                          key=[layer, req.case_id])
+        name, key = f"edit_{req.case_id}", [layer, req.case_id]
+        if i in shared:  # edited by the ranks: stored as the stage this loop would have made
+            secs = sum(shared[i][0][f"seconds_{part}"] for part in ("v_star", "evaluate", "perplexity"))
+            rows += run.put(name, shared[i], key=key, seconds=secs, by=f"{world.size} ranks")
+        else:
+            rows += run.stage(name, lambda: edit_request(model, p, layer, req, i, keys, c_inv, prefixes, ref, ref_tails()),
+                              key=key)
     run.stage_times["edits"] = {"seconds": time.perf_counter() - t_edits, "resumed": not todo, "computed": len(todo),
                                 "ranks": world.size if shared else 1}
     edits = pd.DataFrame(rows)

@@ -12,6 +12,26 @@ from interp.results import Run
 from interp.testing import tiny_model
 
 
+def test_a_value_put_by_the_ranks_is_the_stage_a_rerun_resumes(tmp_path):
+    """``Run.put`` (ROME's edits computed by torchrun ranks) stores what ``stage`` would have, under the
+    same key: ``stored`` sees it, and a rerun's ``stage`` returns it without computing; another key does not."""
+    model = tiny_model("gpt2")
+    run = Run(tmp_path, "demo", model=model, params={}, seed=0)
+    rows = [{"case_id": 3, "x": 0.25, "s": "a"}]
+    assert not run.stored("edit_3", key=[6, 3])
+    assert run.put("edit_3", rows, key=[6, 3], seconds=12.5, by="2 ranks") is rows
+    assert run.stage_times["edit_3"] == {"seconds": 12.5, "resumed": False, "by": "2 ranks"}
+    assert run.stored("edit_3", key=[6, 3]) and not run.stored("edit_3", key=[6, 4]) and not run.stored("edit_4", key=[6, 3])
+    run.close()
+    again = Run(tmp_path, "demo", model=model, params={}, seed=0)
+    assert again.stage("edit_3", lambda: pytest.fail("recomputed"), key=[6, 3]) == rows
+    assert again.stage_times["edit_3"] == {"seconds": 12.5, "resumed": True}
+    assert again.stage("edit_3", lambda: "new", key=[6, 4]) == "new"
+    again.close()
+    fresh = Run(tmp_path, "demo", model=model, params={}, seed=0, fresh=True)
+    assert not fresh.stored("edit_3", key=[6, 3])  # --fresh: nothing is resumed
+    fresh.close()
+
 def test_run_writes_everything_and_resumes(tmp_path):
     model = tiny_model("gpt2")
     calls = []
