@@ -9,7 +9,8 @@ it calls:
 3. :func:`request_keys` - kᵘ and k̄ = mean over contexts (``compute_u``);
 4. :func:`reference_perplexity` - texts whose perplexity ratio flags a collapse (``collapse``);
 5. :func:`edit_request` per request - v* = W kᵘ + δ (``compute_v``), ΔW per key variant
-   (``rome_main``), CounterFact scores (``evaluate``) and perplexity under the edit;
+   (``rome_main``), CounterFact scores (``evaluate``) and perplexity under the edit; under
+   ``torchrun`` the requests are dealt to the ranks (:func:`shared_edits`);
 6. :func:`first_token_anomaly` - first-position keys against later ones (``first_token``);
 7. :func:`report` - per-variant and per-position tables, the summary and the claims table
    (``summary``).
@@ -369,9 +370,9 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
     edits["collapse"] = [is_collapse(r, thr) for r in edits.ppl_ratio]
     run.table("edits", edits)
     per_req = edits.drop_duplicates("case_id")
-    for part in ("v_star", "evaluate", "perplexity"):
+    for part in ("v_star", "evaluate", "perplexity"):  # summed over the requests (over the ranks' processes: see "edits")
         run.stage_times[f"edits_{part}"] = {"seconds": float(per_req[f"seconds_{part}"].sum()), "resumed": False,
-                                            "per_request": float(per_req[f"seconds_{part}"].mean())}
+                                            "per_request": float(per_req[f"seconds_{part}"].mean()), "summed": True}
     threshold = collapse_threshold_report(edits.ppl_ratio.tolist(), thr)
     run.table("collapse_threshold", pd.DataFrame([threshold]))
 
