@@ -411,6 +411,27 @@ def load_raw(resolved: Resolved, dtype: torch.dtype, device_map: Optional[Any] =
     return _load_hf(resolved, dtype, device_map)
 
 
+# transformers releases below this one are tested (pyproject pins the same bound): 5.24.0 changed what
+# the TransformerLens bridge gets from a cache of earlier positions, so prefix-cached passes and batched
+# generation no longer equal whole passes (46 tests fail), while plain forward passes still run
+TRANSFORMERS_BELOW = (5, 24)
+
+
+def transformers_untested(version: Optional[str] = None) -> Optional[str]:
+    """A warning's text when the installed ``transformers`` (or ``version``) is at or above
+    :data:`TRANSFORMERS_BELOW`; None when it is a tested release."""
+    v = version or importlib.metadata.version("transformers")
+    try:
+        major, minor = (int("".join(ch for ch in x if ch.isdigit()) or 0) for x in v.split(".")[:2])
+    except ValueError:
+        return None
+    if (major, minor) < TRANSFORMERS_BELOW:
+        return None
+    below = ".".join(map(str, TRANSFORMERS_BELOW))
+    return (f"transformers {v} is untested with interp (tested: below {below}); with 5.24 prefix-cached passes "
+            f"and batched generation stopped matching whole passes. Install 'transformers<{below}'.")
+
+
 def build_bridge(hf_model: Any, tokenizer: Any, model_name: str):
     """Wrap an already-loaded HF causal LM in a TransformerBridge."""
     from transformer_lens.model_bridge.sources import build_bridge_from_module

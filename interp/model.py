@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 import time
+import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Sequence, Union
 
@@ -533,6 +534,9 @@ def load_model(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     t0 = time.perf_counter()
     resolved = loading.resolve(spec)
+    untested = loading.transformers_untested()
+    if untested:
+        warnings.warn(untested, stacklevel=2)
     raw = loading.load_raw(resolved, dtype, device_map)
     if device_map is None:
         raw.hf_model.to(device)

@@ -170,3 +170,14 @@ def test_device_map_is_passed_through_and_recorded(tmp_path):
     with torch.no_grad():
         ref = hf(ids).logits
     assert torch.allclose(model.forward(ids), ref, atol=1e-4 * ref.abs().max().item())
+
+
+def test_an_untested_transformers_release_is_named():
+    """transformers 5.24 broke prefix-cached passes under the bridge: loading under it warns, with the fix."""
+    from interp.loading import transformers_untested
+
+    assert transformers_untested("5.23.0") is None and transformers_untested("5.0.0rc1") is None
+    for v in ("5.24.0", "5.30.1", "6.0.0.dev0"):
+        msg = transformers_untested(v)
+        assert msg and v in msg and "transformers<5.24" in msg
+    assert transformers_untested() is None  # the installed release is a tested one (pyproject pins it)
