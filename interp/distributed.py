@@ -14,10 +14,12 @@ processed the same way whichever rank runs it, the result equals a one-process r
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import importlib
 import json
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -73,10 +75,28 @@ def init(device: str = "cpu") -> World:
         # hours, not the default 30 minutes (INTERP_DIST_TIMEOUT, seconds)
         timeout = datetime.timedelta(seconds=float(os.environ.get("INTERP_DIST_TIMEOUT", 24 * 3600)))
         torch.distributed.init_process_group(backend=backend, timeout=timeout)
+        _leave_at_exit(World(rank=rank, size=size, backend=backend))
     return World(rank=rank, size=size, backend=backend)
 
 
 FINISH_TIMEOUT_S = 120.0
+
+_FAILED = False  # an exception ended this process (set by the excepthook below)
+
+
+def _leave_at_exit(world: World) -> None:
+    """Make a script that ends without :func:`finish` still leave the group only once every rank is
+    done (gloo may otherwise abort a rank at exit). A rank that an uncaught exception ends leaves at
+    once instead: its peers are stopped by ``torchrun``, and waiting for them would only delay that."""
+    previous = sys.excepthook
+
+    def note_failure(*exc: Any) -> None:
+        global _FAILED
+        _FAILED = True
+        previous(*exc)
+
+    sys.excepthook = note_failure
+    atexit.register(lambda: None if _FAILED else finish(world))
 
 
 def finish(world: World) -> None:
@@ -85,6 +105,8 @@ def finish(world: World) -> None:
     Without the closing barrier a rank may tear its gloo connections down while a peer is still reading
     the last broadcast, and gloo then aborts that peer ("terminate called without an active exception").
     A peer that never arrives (it failed) costs ``FINISH_TIMEOUT_S`` seconds and a warning, not a hang.
+    :func:`init` also registers this to run at exit, so a script that never calls it leaves cleanly
+    too; once the group is left, calling it again does nothing.
     """
     if world.size > 1 and torch.distributed.is_initialized():
         try:

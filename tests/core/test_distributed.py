@@ -246,3 +246,38 @@ def test_finish_leaves_with_a_warning_when_a_rank_never_arrives(tmp_path):
     assert got, r.stdout + r.stderr[-2000:]
     waited, warned = float(got.group(1)), int(got.group(2))
     assert 2.5 <= waited < 7.0 and warned == 1, r.stdout + r.stderr[-2000:]
+
+
+_EXIT_SCRIPT = r"""
+import atexit, sys, time
+from interp import distributed
+
+rank_seen = {}
+atexit.register(lambda: print(f"rank {rank_seen['r']} exits {time.time():.3f}", flush=True))  # runs after join's own
+world = distributed.join("cpu")
+rank_seen["r"] = world.rank
+if world.rank == 0:
+    time.sleep(2.0)
+    print(f"rank 0 done {time.time():.3f}", flush=True)
+elif sys.argv[1] == "fails":
+    print(f"rank 1 fails {time.time():.3f}", flush=True)
+    raise RuntimeError("this rank fails")
+"""
+
+
+def _times(stdout):
+    return {(rank, what): float(at) for rank, what, at in re.findall(r"rank (\d) (done|exits|fails) (\d+\.\d{3})", stdout)}
+
+
+@pytest.mark.slow
+def test_a_script_that_never_calls_finish_still_leaves_after_every_rank(tmp_path):
+    """join() leaves the group at exit once every rank is done (without it gloo may abort a rank that
+    leaves first); a rank that an exception ends leaves at once, and torchrun reports the failure."""
+    r = _torchrun(tmp_path, _EXIT_SCRIPT, "ends")
+    assert r.returncode == 0, r.stderr[-3000:]
+    t = _times(r.stdout)
+    assert t[("1", "exits")] >= t[("0", "done")], r.stdout
+    r = _torchrun(tmp_path, _EXIT_SCRIPT, "fails")
+    assert r.returncode != 0 and "this rank fails" in r.stderr
+    t = _times(r.stdout)
+    assert t[("1", "exits")] - t[("1", "fails")] < 1.5, r.stdout
