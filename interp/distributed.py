@@ -68,6 +68,7 @@ def init(device: str = "cpu") -> World:
         return World()
     rank = int(os.environ.get("RANK", "0"))
     backend = "nccl" if str(device).startswith("cuda") else "gloo"
+    world = World(rank=rank, size=size, backend=backend)
     if not torch.distributed.is_initialized():
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -75,8 +76,8 @@ def init(device: str = "cpu") -> World:
         # hours, not the default 30 minutes (INTERP_DIST_TIMEOUT, seconds)
         timeout = datetime.timedelta(seconds=float(os.environ.get("INTERP_DIST_TIMEOUT", 24 * 3600)))
         torch.distributed.init_process_group(backend=backend, timeout=timeout)
-        _leave_at_exit(World(rank=rank, size=size, backend=backend))
-    return World(rank=rank, size=size, backend=backend)
+        _leave_at_exit(world)
+    return world
 
 
 FINISH_TIMEOUT_S = 120.0

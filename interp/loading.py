@@ -420,12 +420,13 @@ TRANSFORMERS_BELOW = (5, 24)
 def transformers_untested(version: Optional[str] = None) -> Optional[str]:
     """A warning's text when the installed ``transformers`` (or ``version``) is at or above
     :data:`TRANSFORMERS_BELOW`; None when it is a tested release."""
+    from packaging.version import InvalidVersion, Version
+
     v = version or importlib.metadata.version("transformers")
     try:
-        major, minor = (int("".join(ch for ch in x if ch.isdigit()) or 0) for x in v.split(".")[:2])
-    except ValueError:
-        return None
-    if (major, minor) < TRANSFORMERS_BELOW:
+        if Version(v).release[:2] < TRANSFORMERS_BELOW:
+            return None
+    except InvalidVersion:
         return None
     below = ".".join(map(str, TRANSFORMERS_BELOW))
     return (f"transformers {v} is untested with interp (tested: below {below}); with 5.24 prefix-cached passes "
