@@ -249,8 +249,8 @@ def compute_v(
             v0_box["v0"] = out_at[0]
             v0_box["prefixed"] = out_at[1:].norm(dim=-1).mean() if n_rw > 1 else torch.tensor(float("nan"))
             v0_box["ref"] = out_at[0].norm() if clamp_reference == "bare" else v0_box["prefixed"]
-        x = x.clone()
-        x[torch.arange(B, device=x.device), look] = x[torch.arange(B, device=x.device), look] + delta
+        x = x.clone()  # (under a mixed-precision policy the MLP's output is in the low dtype, δ in float32)
+        x[torch.arange(B, device=x.device), look] = x[torch.arange(B, device=x.device), look] + delta.to(x.dtype)
         return x
 
     opt = torch.optim.Adam([delta], lr=lr)
