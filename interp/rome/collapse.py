@@ -60,7 +60,7 @@ def reference_texts(
 
 def token_nll(
     model: Model, texts: Sequence[Sequence[int]], score_from: Optional[Sequence[int]] = None, batch_size: int = 16,
-    tail: Optional[TailCache] = None,
+    tail: Optional[TailCache] = None, unembed_chunk: int = 512,
 ) -> list[float]:
     """Mean next-token negative log-likelihood of each text.
 
@@ -72,6 +72,7 @@ def token_nll(
         batch_size: texts per forward pass.
         tail: a :class:`~interp.tail.TailCache` of exactly ``texts``, whose start block is at or
             after every block the active edit changes: only the blocks from there on are run.
+        unembed_chunk: scored positions unembedded per product (bounds the logits held at once).
 
     Returns:
         One mean NLL (nats per token) per text.
@@ -87,15 +88,24 @@ def token_nll(
         hook = model.hook("resid_post", model.n_layers - 1)
         finals = interp.capture(model, list(texts), hooks=[hook], positions="all", batch_size=batch_size, progress=False).acts[hook]
         unembed = model.unembed
-    out = []
+    spans, targets = [], []
     for x, ids, s in zip(finals, texts, starts):
         s = max(1, int(s))
         if s >= len(ids):
             raise InterpError("a perplexity text has nothing to score after its prompt")
-        with torch.no_grad():
-            logits = unembed(x[s - 1 : len(ids) - 1].to(model.device, model.dtype)).float().cpu()
-        tgt = torch.tensor(list(ids[s:]))
-        out.append(float(torch.nn.functional.cross_entropy(logits, tgt)))
+        spans.append(x[s - 1 : len(ids) - 1])
+        targets.append(torch.tensor(list(ids[s:])))
+    # every text's scored positions go through the unembedding together, ``unembed_chunk`` at a
+    # time: one large product instead of one small one per text (and, under the mixed-precision
+    # policy, one cast of a tied embedding per chunk instead of per text)
+    h, tgt = torch.cat(spans), torch.cat(targets)
+    nll = []
+    with torch.no_grad():
+        for a in range(0, len(h), unembed_chunk):
+            logits = unembed(h[a : a + unembed_chunk].to(model.device, model.dtype)).float().cpu()
+            nll.append(torch.nn.functional.cross_entropy(logits, tgt[a : a + unembed_chunk], reduction="none"))
+    per_text = torch.cat(nll).split([len(t) for t in targets])
+    out = [float(x.mean()) for x in per_text]
     return out
 
 

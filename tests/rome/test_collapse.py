@@ -20,6 +20,8 @@ def test_token_nll_matches_logits(tiny_models, family):
     part = token_nll(m, texts, score_from=[5, 3])
     want = torch.nn.functional.cross_entropy(lg[0][4:-1].float(), torch.tensor(texts[0][5:]))
     assert part[0] == pytest.approx(float(want), rel=1e-4)
+    # the texts' positions are unembedded together in chunks: a chunk edge inside a text changes nothing
+    assert token_nll(m, texts, score_from=[5, 3], unembed_chunk=4) == pytest.approx(part, rel=1e-5)
     with pytest.raises(InterpError):
         token_nll(m, texts, score_from=[100, 1])
 
