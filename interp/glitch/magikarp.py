@@ -81,11 +81,16 @@ def unused_reference_tokens(model: Model, template: Optional[RepeatTemplate] = N
 
 
 def embeddings_tied(model: Model) -> bool:
-    """Whether the input embedding and the unembedding are the same matrix."""
+    """Whether the input embedding and the unembedding are the same matrix (compared in the lower of
+    their two precisions: the mixed bf16 policy keeps a bf16 copy of a tied unembedding beside the
+    float32 embedding, :func:`interp.loading.untie_output_head`)."""
     with torch.no_grad():
         E = model.W_E.detach()
         U = model.W_U.detach().T
-        return E.shape == U.shape and bool(torch.equal(E, U))
+        if E.shape != U.shape:
+            return False
+        low = min((E.dtype, U.dtype), key=lambda d: torch.finfo(d).bits)
+        return bool(torch.equal(E.to(low), U.to(low)))
 
 
 def magikarp_indicator(model: Model, reference: Sequence[int], kind: str = "auto") -> tuple[Float[np.ndarray, "d_vocab"], str]:

@@ -96,8 +96,7 @@ def token_nll(
         spans.append(x[s - 1 : len(ids) - 1])
         targets.append(torch.tensor(list(ids[s:])))
     # every text's scored positions go through the unembedding together, ``unembed_chunk`` at a
-    # time: one large product instead of one small one per text (and, under the mixed-precision
-    # policy, one cast of a tied embedding per chunk instead of per text)
+    # time: one large product instead of one small one per text
     h, tgt = torch.cat(spans), torch.cat(targets)
     nll = []
     with torch.no_grad():

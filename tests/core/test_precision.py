@@ -54,3 +54,42 @@ def test_mixed_precision_keeps_attention_and_the_stream_in_float32(family):
     err = {k: max(float((a.float() - b.float()).abs().max()) for a, b in zip(c.logits, want))
            for k, c in (("mixed", got), ("pure", capture(pure, seqs, logits=True, positions="all", progress=False)))}
     assert err["mixed"] <= err["pure"] * 1.5 + 1e-3, err  # no worse than pure bf16 (tiny models: both are close)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "opt", "llama", "gemma3", "qwen2"])
+def test_mixed_precision_gives_a_tied_unembedding_its_own_low_precision_copy(family, monkeypatch):
+    """Under autocast a float32 tied weight is cast on every call; the policy keeps a cast copy instead:
+    the same logits bit for bit, the input embedding still float32."""
+    import torch
+
+    import interp.loading as loading
+    from interp.model import wrap_hf_model
+    from interp.testing import byte_tokenizer, tiny_hf_model
+
+    def mixed(untie: bool):
+        m = wrap_hf_model(tiny_hf_model(family).to(torch.bfloat16), byte_tokenizer(), spec="mixed", prepend_bos=True)
+        with monkeypatch.context() as mp:
+            if not untie:
+                mp.setattr(loading, "untie_output_head", lambda hf, dtype: False)
+            loading.mixed_precision(m.hf_model, torch.bfloat16)
+        return m
+
+    m, tied = mixed(True), mixed(False)
+    emb, head = m.bridge.embed.original_component, m.bridge.unembed.original_component
+    assert emb.weight.dtype == torch.float32
+    checkpoint_tied = bool(m.hf_model.config.tie_word_embeddings)
+    assert checkpoint_tied == (family in ("gpt2", "opt", "gemma3")), "the tiny configs' defaults (Gemma 3 and SmolLM2 are tied)"
+    if not checkpoint_tied:  # nothing to copy: the head is bf16 already
+        assert head.weight is not emb.weight and head.weight.dtype == torch.bfloat16
+    else:
+        t_emb, t_head = tied.bridge.embed.original_component, tied.bridge.unembed.original_component
+        assert t_head.weight is t_emb.weight and t_head.weight.dtype == torch.float32, "the fixture is tied"
+        assert head.weight is not emb.weight and head.weight.dtype == torch.bfloat16
+        assert torch.equal(head.weight, emb.weight.to(torch.bfloat16))
+        assert m.W_U.dtype == torch.bfloat16
+    from interp.glitch.magikarp import embeddings_tied
+
+    assert embeddings_tied(m) == checkpoint_tied, "Magikarp still sees a tied model as tied"
+    ids = torch.tensor([[5, 9, 14, 3, 22, 7, 8]])
+    with torch.no_grad():
+        assert torch.equal(m.bridge(ids), tied.bridge(ids))
