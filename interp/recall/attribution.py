@@ -104,5 +104,21 @@ def component_logits(
 ) -> Float[torch.Tensor, "... d_vocab"]:
     """The logits a residual-stream write adds over the whole vocabulary (frozen final-norm scale)."""
     fn = final_norm_linear(model)
-    W = model.W_U.detach().float().cpu()
-    return fn.apply_frozen(component, s) @ W
+    return fn.apply_frozen(component, s) @ unembed_float32(model)
+
+
+_W_U32: dict[tuple[int, int, int], torch.Tensor] = {}
+
+
+def unembed_float32(model: Model) -> Float[torch.Tensor, "d_model d_vocab"]:
+    """``W_U`` on the CPU in float32: the weight itself when it is that already, else one copy kept
+    for the latest model and weight version (under the mixed bf16 policy the unembedding is bf16,
+    and a fresh float32 copy per call cost Gemma 3's decomposition three times its float32 time)."""
+    W = model.W_U.detach()
+    if W.dtype == torch.float32 and W.device.type == "cpu":
+        return W
+    key = (id(model), W.data_ptr(), W._version)
+    if key not in _W_U32:
+        _W_U32.clear()
+        _W_U32[key] = W.float().cpu()
+    return _W_U32[key]

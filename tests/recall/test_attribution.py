@@ -28,3 +28,28 @@ def test_dla_sums_to_logits(smollm):
     assert torch.allclose(dla.sum(1) + bias[tok], logits[torch.arange(3), tok], atol=1e-3)
     full = component_logits(smollm, parts[0], fn.scale(x[:1]).expand(6))
     assert torch.allclose(full[:, tok[0]], dla[0], atol=1e-4)
+
+
+def test_component_logits_read_a_low_precision_unembedding_through_one_float32_copy():
+    """Under the mixed bf16 policy W_U is bf16: vocabulary-wide logits use one float32 copy, made
+    again only when the weight changes."""
+    from interp.loading import mixed_precision
+    from interp.model import wrap_hf_model
+    from interp.recall.attribution import unembed_float32
+    from interp.testing import byte_tokenizer, tiny_hf_model
+
+    ref = wrap_hf_model(tiny_hf_model("gemma3"), byte_tokenizer(), spec="ref", prepend_bos=True)
+    assert unembed_float32(ref).data_ptr() == ref.W_U.data_ptr(), "float32 on the CPU: no copy"
+    m = wrap_hf_model(tiny_hf_model("gemma3").to(torch.bfloat16), byte_tokenizer(), spec="mixed", prepend_bos=True)
+    mixed_precision(m.hf_model, torch.bfloat16)
+    assert m.W_U.dtype == torch.bfloat16
+    w = unembed_float32(m)
+    assert w.dtype == torch.float32 and torch.equal(w, m.W_U.float())
+    assert unembed_float32(m) is w, "kept between calls"
+    c = torch.randn(2, m.d_model)
+    assert torch.allclose(component_logits(m, c, torch.ones(2)),
+                          final_norm_linear(m).apply_frozen(c, torch.ones(2)) @ m.W_U.float())
+    with torch.no_grad():
+        m.bridge.unembed.original_component.weight.mul_(2)
+    w2 = unembed_float32(m)
+    assert w2 is not w and torch.equal(w2, m.W_U.float()), "an edited weight is read again"
