@@ -7,7 +7,8 @@ Launch any sharded command with ``torchrun`` (or ``accelerate launch``), e.g.::
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`init` joins the
 process group from them (gloo on CPU, NCCL on GPU) and a plain ``python`` run is rank 0 of 1, so
 the same command runs one process or many. Items are split in fixed chunks (rank ``r`` takes chunks
-``r, r + n, ...``); each rank writes its chunks as stage files, so a restarted run redoes only the
+``r, r + n, ...``, or, for chunks of uneven cost, the next one no rank has claimed); each rank writes
+its chunks as stage files, so a restarted run redoes only the
 missing ones, and rank 0 gathers them after a barrier and writes the result. Because a chunk is
 processed the same way whichever rank runs it, the result equals a one-process run.
 """
@@ -19,6 +20,7 @@ import datetime
 import importlib
 import json
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -253,14 +255,29 @@ def _load_stored_chunk(folder: Path, k: int, key: dict, values: str) -> Any:
     return got[0]
 
 
+def _claim(claims: Path, k: int) -> bool:
+    """Take chunk ``k`` for this rank: True for the one rank whose exclusive create succeeds."""
+    try:
+        os.close(os.open(claims / f"{k:05d}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
 def map_chunks(n_chunks: int, compute: Callable[[int], Any], folder: Optional[Path],
-               key: dict, desc: str = "chunks", values: str = "tensors") -> Optional[list[Any]]:
+               key: dict, desc: str = "chunks", values: str = "tensors", schedule: str = "static") -> Optional[list[Any]]:
     """Compute chunks ``0 .. n_chunks-1`` shared among the ranks; rank 0 gets all of them in order.
 
-    Each rank computes the chunks it owns (:meth:`World.owns`) and stores each in ``folder`` as it
-    finishes (a restarted pass skips the stored ones); after a barrier rank 0 reads them all and
-    removes the folder. With no ``folder`` the pass is not shared: this process computes every chunk
-    in memory.
+    Each rank computes its chunks and stores each in ``folder`` as it finishes (a restarted pass
+    skips the stored ones); after a barrier rank 0 reads them all and removes the folder. With no
+    ``folder`` the pass is not shared: this process computes every chunk in memory.
+
+    ``schedule="static"`` deals the chunks round-robin (:meth:`World.owns`): right when they cost
+    the same. ``schedule="dynamic"`` lets each rank take the lowest-numbered chunk that no rank has
+    claimed yet (an exclusive file create under ``folder/claims``, cleared by rank 0 before the
+    pass), so the ranks finish within about one chunk of each other however uneven the chunks are;
+    put the costly ones first. Both need ``folder`` on a file system every rank sees, as the
+    gathering already does.
 
     Args:
         n_chunks: how many chunks.
@@ -279,24 +296,36 @@ def map_chunks(n_chunks: int, compute: Callable[[int], Any], folder: Optional[Pa
 
     if values not in ("tensors", "stage"):
         raise InterpError(f"map_chunks: values must be 'tensors' or 'stage', got {values!r}")
+    if schedule not in ("static", "dynamic"):
+        raise InterpError(f"map_chunks: schedule must be 'static' or 'dynamic', got {schedule!r}")
     w = current() if folder is not None else World()  # no folder: not shared, this process does it all
-    mine = [k for k in range(n_chunks) if w.owns(k)]
-    bar = track(mine, desc=desc if w.size == 1 else f"{desc} [rank {w.rank}/{w.size}]", unit="chunk", leave=False,
-                disable=len(mine) < 2)
+    dynamic = schedule == "dynamic" and w.size > 1
+    # dynamic: every rank walks the whole queue (its bar shows the queue's progress) and takes what is unclaimed
+    mine = list(range(n_chunks)) if dynamic else [k for k in range(n_chunks) if w.owns(k)]
+    label = desc if w.size == 1 else f"{desc} [rank {w.rank}/{w.size}{', shared queue' if dynamic else ''}]"
+    bar = track(mine, desc=label, unit="chunk", leave=False, disable=len(mine) < 2)
     if folder is None:
         return [compute(k) for k in bar]
     folder = Path(folder)
+    claims = folder / "claims"
     try:
+        if dynamic:
+            if w.is_main:  # claims of an interrupted attempt would hold their chunks back
+                shutil.rmtree(claims, ignore_errors=True)
+                claims.mkdir(parents=True, exist_ok=True)
+            w.barrier()
         for k in bar:
-            if not _chunk_stored(folder, k, {**key, "chunk": k}, values):
-                t = time.perf_counter()
-                value = compute(k)
-                _store_chunk(folder, k, value, {**key, "chunk": k}, values, time.perf_counter() - t)
+            if _chunk_stored(folder, k, {**key, "chunk": k}, values) or (dynamic and not _claim(claims, k)):
+                continue
+            t = time.perf_counter()
+            value = compute(k)
+            _store_chunk(folder, k, value, {**key, "chunk": k}, values, time.perf_counter() - t)
     finally:  # a rank that fails still meets the others here, so none waits for it forever
         w.barrier()
     if not w.is_main:
         return None
     out = [_load_stored_chunk(folder, k, {**key, "chunk": k}, values) for k in range(n_chunks)]
+    shutil.rmtree(claims, ignore_errors=True)
     for f in folder.glob("chunk_*"):
         f.unlink()
     try:

@@ -262,7 +262,10 @@ def shared_edits(model: Model, *, p: dict, layer: int, requests: Sequence[EditRe
     key = {"pass": "rome-edits-v1", "model": model.weight_hash, "precision": model.precision, "layer": layer,
            "params": json.dumps(p, sort_keys=True, default=str), "prefixes": prefixes,
            "cases": [requests[i].case_id for i in todo]}
-    return distributed.map_chunks(len(todo), compute, Path(shard_dir), key, desc="ROME edits", values="stage")
+    # a first-position subject costs about twice a later one (its fix re-optimises v*): the ranks take
+    # requests from a shared queue (costly ones first, as ``todo`` comes) instead of a fixed deal
+    return distributed.map_chunks(len(todo), compute, Path(shard_dir), key, desc="ROME edits", values="stage",
+                                  schedule="dynamic")
 
 
 def first_token_anomaly(model: Model, p: dict, layer: int, keys: RequestKeys, requests: Sequence[EditRequest],
@@ -348,7 +351,8 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
     shared: dict[int, list[dict]] = {}
     if world.size > 1 and len(todo) > 1:  # under torchrun: the edits are dealt to the ranks
         # subjects at the sequence's first position first: the fix may optimise their v* a second time,
-        # so dealing them before the others spreads them evenly over the ranks (rows are put back in order)
+        # so taking them before the others from the ranks' shared queue evens the ranks' finish (rows are
+        # put back in order)
         off = 1 if model.prepend_bos else 0
         todo.sort(key=lambda i: int(keys.positions[i]) != off)
         got = shared_edits(model, p=p, layer=layer, requests=requests, todo=todo, keys=keys, c_inv=c_inv,

@@ -281,3 +281,31 @@ def test_a_script_that_never_calls_finish_still_leaves_after_every_rank(tmp_path
     assert r.returncode != 0 and "this rank fails" in r.stderr
     t = _times(r.stdout)
     assert t[("1", "exits")] - t[("1", "fails")] < 1.5, r.stdout
+
+
+def test_map_chunks_dynamic_schedule_computes_only_unclaimed_chunks(tmp_path, monkeypatch):
+    """``schedule="dynamic"``: a rank takes the chunks no other rank has claimed (here rank 1 of 2,
+    with chunks 0 and 2 claimed by rank 0), whatever the round-robin deal would give it."""
+    import torch
+
+    from interp import distributed
+    from interp.errors import InterpError
+
+    monkeypatch.setattr(distributed, "_WORLD", World(rank=1, size=2))
+    (tmp_path / "claims").mkdir()
+    for k in (0, 2):
+        (tmp_path / "claims" / f"{k:05d}").touch()
+    calls = []
+
+    def compute(k):
+        calls.append(k)
+        return {"x": torch.tensor([float(k)])}
+
+    assert distributed.map_chunks(5, compute, tmp_path, {"pass": "t"}, schedule="dynamic") is None
+    assert calls == [1, 3, 4], "the static deal would have given rank 1 chunks 1 and 3 only"
+    assert sorted(p.name for p in (tmp_path / "claims").iterdir()) == [f"{k:05d}" for k in range(5)]
+    calls.clear()
+    assert distributed.map_chunks(5, compute, tmp_path, {"pass": "t"}) is None
+    assert calls == [], "the static deal: rank 1's chunks 1 and 3 are stored already"
+    with pytest.raises(InterpError, match="schedule"):
+        distributed.map_chunks(1, compute, tmp_path, {"pass": "t"}, schedule="greedy")
