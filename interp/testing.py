@@ -10,11 +10,11 @@ import shutil
 import tempfile
 from pathlib import Path
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
-from interp.loading import cache_dir
+from interp.loading import cache_dir, mixed_precision
 from interp.model import Model, wrap_hf_model
 
 TINY_VOCAB = 300
@@ -94,7 +94,18 @@ def tiny_hf_model(family: str, seed: int = 0) -> Any:
     return model.eval()
 
 
-def tiny_model(family: str, seed: int = 0, numerics: str = "hf") -> Model:
-    """A tiny random model of ``family`` behind the same :class:`Model` handle as real ones."""
-    return wrap_hf_model(tiny_hf_model(family, seed), byte_tokenizer(), spec=f"tiny-{family}", numerics=numerics,
-                         prepend_bos=True)
+def tiny_model(family: str, seed: int = 0, numerics: str = "hf", dtype: Optional[torch.dtype] = None,
+               precision: str = "mixed") -> Model:
+    """A tiny random model of ``family`` behind the same :class:`Model` handle as real ones; with a
+    low ``dtype``, its weights in that dtype under ``precision`` (``"mixed"``:
+    :func:`interp.loading.mixed_precision`; ``"pure"``: everything in ``dtype``), as ``load_model``
+    gives them."""
+    if precision not in ("mixed", "pure"):
+        raise ValueError(f"precision must be 'mixed' or 'pure', not {precision!r}")
+    hf = tiny_hf_model(family, seed)
+    if dtype is not None and dtype != torch.float32:
+        hf = hf.to(dtype)
+    m = wrap_hf_model(hf, byte_tokenizer(), spec=f"tiny-{family}", numerics=numerics, prepend_bos=True)
+    if dtype is not None and dtype != torch.float32 and precision == "mixed":
+        mixed_precision(m.hf_model, dtype)
+    return m

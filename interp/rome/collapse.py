@@ -103,9 +103,7 @@ def token_nll(
         for a in range(0, len(h), unembed_chunk):
             logits = unembed(h[a : a + unembed_chunk].to(model.device, model.dtype)).float().cpu()
             nll.append(torch.nn.functional.cross_entropy(logits, tgt[a : a + unembed_chunk], reduction="none"))
-    per_text = torch.cat(nll).split([len(t) for t in targets])
-    out = [float(x.mean()) for x in per_text]
-    return out
+    return [float(x.mean()) for x in torch.cat(nll).split([len(t) for t in targets])]
 
 
 def perplexity(nlls: Sequence[float]) -> float:

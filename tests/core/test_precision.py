@@ -27,9 +27,9 @@ def test_mixed_precision_keeps_attention_and_the_stream_in_float32(family):
     from interp.capture import capture
     from interp.loading import mixed_precision, precision_label
     from interp.model import wrap_hf_model
-    from interp.testing import byte_tokenizer, tiny_hf_model
+    from interp.testing import byte_tokenizer, tiny_hf_model, tiny_model
 
-    ref = wrap_hf_model(tiny_hf_model(family), byte_tokenizer(), spec="ref", prepend_bos=True)
+    ref = tiny_model(family)
     m = wrap_hf_model(tiny_hf_model(family).to(torch.bfloat16), byte_tokenizer(), spec="mixed", prepend_bos=True)
     assert mixed_precision(m.hf_model, torch.bfloat16) == precision_label(torch.bfloat16, "mixed")
     assert m.weights_dtype == "bfloat16" and m.dtype == torch.float32
@@ -49,7 +49,7 @@ def test_mixed_precision_keeps_attention_and_the_stream_in_float32(family):
     assert seen[hooks[0]] == torch.float32, "the residual stream is float32"
     assert seen[hooks[1]] == torch.float32, "attention runs in float32"
     assert seen[hooks[2]] == torch.bfloat16, "the MLP runs in bfloat16"
-    pure = wrap_hf_model(tiny_hf_model(family).to(torch.bfloat16), byte_tokenizer(), spec="pure", prepend_bos=True)
+    pure = tiny_model(family, dtype=torch.bfloat16, precision="pure")
     want = capture(ref, seqs, logits=True, positions="all", progress=False).logits
     err = {k: max(float((a.float() - b.float()).abs().max()) for a, b in zip(c.logits, want))
            for k, c in (("mixed", got), ("pure", capture(pure, seqs, logits=True, positions="all", progress=False)))}
@@ -63,16 +63,13 @@ def test_mixed_precision_gives_a_tied_unembedding_its_own_low_precision_copy(fam
     import torch
 
     import interp.loading as loading
-    from interp.model import wrap_hf_model
-    from interp.testing import byte_tokenizer, tiny_hf_model
+    from interp.testing import tiny_model
 
     def mixed(untie: bool):
-        m = wrap_hf_model(tiny_hf_model(family).to(torch.bfloat16), byte_tokenizer(), spec="mixed", prepend_bos=True)
         with monkeypatch.context() as mp:
             if not untie:
                 mp.setattr(loading, "untie_output_head", lambda hf, dtype: False)
-            loading.mixed_precision(m.hf_model, torch.bfloat16)
-        return m
+            return tiny_model(family, dtype=torch.bfloat16, precision="mixed")
 
     m, tied = mixed(True), mixed(False)
     emb, head = m.bridge.embed.original_component, m.bridge.unembed.original_component

@@ -33,15 +33,12 @@ def test_dla_sums_to_logits(smollm):
 def test_component_logits_read_a_low_precision_unembedding_through_one_float32_copy():
     """Under the mixed bf16 policy W_U is bf16: vocabulary-wide logits use one float32 copy, made
     again only when the weight changes."""
-    from interp.loading import mixed_precision
-    from interp.model import wrap_hf_model
     from interp.recall.attribution import unembed_float32
-    from interp.testing import byte_tokenizer, tiny_hf_model
+    from interp.testing import tiny_model
 
-    ref = wrap_hf_model(tiny_hf_model("gemma3"), byte_tokenizer(), spec="ref", prepend_bos=True)
+    ref = tiny_model("gemma3")
     assert unembed_float32(ref).data_ptr() == ref.W_U.data_ptr(), "float32 on the CPU: no copy"
-    m = wrap_hf_model(tiny_hf_model("gemma3").to(torch.bfloat16), byte_tokenizer(), spec="mixed", prepend_bos=True)
-    mixed_precision(m.hf_model, torch.bfloat16)
+    m = tiny_model("gemma3", dtype=torch.bfloat16, precision="mixed")
     assert m.W_U.dtype == torch.bfloat16
     w = unembed_float32(m)
     assert w.dtype == torch.float32 and torch.equal(w, m.W_U.float())

@@ -116,14 +116,10 @@ def test_prefixed_clamp_reference_scales_with_the_prefixed_outputs(tiny_models):
 def test_v_star_under_bfloat16_follows_float32(precision):
     """Under ``--dtype bfloat16`` the MLP's output is bf16 while δ is trained in float32 (mixed) or
     bf16 (pure): the delta is cast where it is added, and the optimisation follows the float32 one."""
-    from interp.loading import mixed_precision
-    from interp.model import wrap_hf_model
-    from interp.testing import byte_tokenizer, tiny_hf_model
+    from interp.testing import tiny_model
 
-    ref = wrap_hf_model(tiny_hf_model("llama"), byte_tokenizer(), spec="ref", prepend_bos=True)
-    low = wrap_hf_model(tiny_hf_model("llama").to(torch.bfloat16), byte_tokenizer(), spec=precision, prepend_bos=True)
-    if precision == "mixed":
-        mixed_precision(low.hf_model, torch.bfloat16)
+    ref = tiny_model("llama")
+    low = tiny_model("llama", dtype=torch.bfloat16, precision=precision)
     ctx = ["", "Hi there. "]
     a = compute_v(ref, REQ, 1, ctx, steps=6, lr=1.0, clamp_norm_factor=100.0)
     b = compute_v(low, REQ, 1, ctx, steps=6, lr=1.0, clamp_norm_factor=100.0)
