@@ -128,7 +128,8 @@ _WORLD = World()
 
 # the passes a rank may be asked to run: "module:function", each taking (model, **kwargs)
 TASKS = ("interp.recall.activations:collect_activations", "interp.rome.layer_stats:layer_stats",
-         "interp.glitch.detect:score_tokens", "interp.rome.pipeline:shared_edits")
+         "interp.glitch.detect:score_tokens", "interp.rome.pipeline:shared_edits",
+         "interp.rome.compute_u:compute_keys")
 
 
 def current() -> World:

@@ -482,18 +482,22 @@ def mixed_precision(hf_model: Any, dtype: torch.dtype) -> str:
     - the residual stream: the input embeddings (and every norm, whose weights are tiny) are kept in
       float32, so the stream starts in float32 and every block adds its outputs to a float32 sum:
       small writes are not rounded away across layers;
-    - attention (weights in float32, autocast off inside it, inputs upcast): query-key products
-      with large biases lose the attention pattern in bfloat16. Measured on Qwen2.5-Coder-0.5B,
-      whose QKV biases are large: the largest answer-probability difference from float32 on 64
-      facts was 0.348 in pure bfloat16, 0.373 with only the stream in float32, and 0.016 with
-      attention in float32 as well (``bench/bench_precision.py``).
+    - attention scores and the projections' biases (autocast off inside attention, inputs
+      upcast): the query, key, value and output projections multiply in ``dtype`` and add their
+      float32 bias to the widened product (:func:`low_precision_projection`); rotary embeddings,
+      query-key products and the softmax run in float32. Query-key products with large biases
+      lose the attention pattern when ``W x + b`` is rounded at the bias's magnitude. Measured on
+      Qwen2.5-Coder-0.5B, whose QKV biases are large, the largest answer-probability difference
+      from float32 on 64 facts (``bench/bench_precision.py``) was 0.348 in pure bfloat16, 0.373
+      with only the stream in float32, 0.016 with all of attention in float32, and 0.017 with
+      this policy; the projections in ``dtype`` make a bf16 forward on a CPU with bf16 matrix
+      units (AMX) markedly faster (they were 60% of a SmolLM2 block's matmul time in float32).
 
     A tied unembedding gets its own copy in ``dtype`` (:func:`untie_output_head`: the same logits,
     without a cast of the whole vocabulary on every call).
 
-    Memory: attention is about a third of Llama-2-7B's weights and less with grouped KV heads, so
-    the model takes about 1.3x the memory of pure ``dtype`` (0.65x of float32), plus the copy of a
-    tied embedding (``d_vocab x d_model`` numbers in ``dtype``). Applied in place;
+    Memory: the weights are in ``dtype`` except the embeddings, norms and biases, plus the copy of
+    a tied embedding (``d_vocab x d_model`` numbers in ``dtype``). Applied in place;
     returns the policy's one-line description for the manifest (:func:`precision_label`).
 
     Raises:
@@ -541,9 +545,29 @@ def mixed_precision(hf_model: Any, dtype: torch.dtype) -> str:
         mod.register_forward_hook(leave, always_call=True)
     for att in attns:
         att.float()
+        for lin in att.modules():
+            if isinstance(lin, torch.nn.Linear):
+                low_precision_projection(lin, dtype)
         att.register_forward_pre_hook(attention_in, with_kwargs=True)
         att.register_forward_hook(leave, always_call=True)
     return precision_label(dtype, "mixed")
+
+
+def low_precision_projection(lin: torch.nn.Linear, dtype: torch.dtype) -> None:
+    """Make an attention projection multiply in ``dtype`` and add its bias in float32 (in place).
+
+    The weight is stored in ``dtype``; the input is rounded to ``dtype`` for the product, whose
+    result is widened to float32 before the float32 bias is added. A query or key with a large bias
+    (Qwen2.5) is then exact to float32 around the bias: what pure bfloat16 loses is the rounding of
+    ``W x + b`` at the bias's magnitude, not the rounding of ``W x`` at its own.
+    """
+    lin.weight = torch.nn.Parameter(lin.weight.detach().to(dtype), requires_grad=lin.weight.requires_grad)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.linear(x.to(lin.weight.dtype), lin.weight).float()
+        return y if lin.bias is None else y + lin.bias
+
+    lin.forward = forward
 
 
 def untie_output_head(hf_model: Any, dtype: torch.dtype) -> bool:
@@ -572,5 +596,5 @@ def precision_label(dtype: Any, precision: str) -> str:
     if name == "float32":
         return name
     if precision == "mixed":
-        return f"mixed: {name} weights and matmuls, float32 attention and residual stream"
+        return f"mixed: {name} weights and matmuls, float32 attention scores, biases and residual stream"
     return f"pure: {name} throughout"

@@ -10,13 +10,16 @@ collapse to this mix. The update direction is u = C^-1 k̄ (:func:`interp.rome.r
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Optional, Sequence, Union
 
 import torch
 from jaxtyping import Float
 
 import interp
+from interp import distributed
 from interp.errors import InterpError
 from interp.model import Model
 from interp.rome.requests import EditRequest, subject_last_position
@@ -137,7 +140,9 @@ def compute_keys(
     prefixes: Sequence[str],
     include_bare: bool = True,
     batch_size: int = 32,
-) -> RequestKeys:
+    requests_per_chunk: int = 8,
+    shard_dir: Optional[Union[str, Path]] = None,
+) -> Optional[RequestKeys]:
     """k^u and k̄ of each request at ``layer`` (ROME's ``compute_u`` before the C^-1 step).
 
     Args:
@@ -148,17 +153,29 @@ def compute_keys(
         include_bare: average the bare prompt into k̄ too, as the ROME code does (its context
             templates start with ``"{}"``).
         batch_size: prompts per forward pass.
+        requests_per_chunk: requests whose prompts (one per context, plus the bare one) run as one
+            chunk of the pass; the chunks are the same however many processes share them, so the
+            keys are too.
+        shard_dir: a folder for per-chunk files. With it the pass is shared among ``torchrun``
+            ranks (:mod:`interp.distributed`: rank 0 dispatches it, every rank takes chunks from a
+            shared queue); without it one process runs every chunk in memory.
 
     Returns:
-        The keys, one row per request.
+        The keys, one row per request (None on ranks other than 0).
     """
     if not requests:
         raise InterpError("no requests to compute keys for")
     if not (0 <= layer < model.n_layers):
         raise InterpError(f"layer {layer} out of range for {model.n_layers} layers")
+    if requests_per_chunk < 1:
+        raise InterpError("requests_per_chunk must be at least 1")
     contexts = ([""] if include_bare else []) + list(prefixes)
     if not contexts:
         raise InterpError("k̄ needs at least one context")
+    if shard_dir is not None:
+        distributed.dispatch("interp.rome.compute_u:compute_keys", requests=requests, layer=layer, prefixes=prefixes,
+                             include_bare=include_bare, batch_size=batch_size, requests_per_chunk=requests_per_chunk,
+                             shard_dir=shard_dir)
     all_ctx = [""] + contexts
     toks, pos = [], []
     for r in requests:
@@ -167,12 +184,24 @@ def compute_keys(
             toks.append(ids)
             pos.append([p])
     hk, hv = key_hook(layer), value_hook(layer)
-    cap = interp.capture(
-        model, toks, hooks=[hk, hv], positions=pos, batch_size=batch_size, desc=f"keys L{layer}", stop_at_layer=layer + 1
-    )
     n, m = len(requests), len(all_ctx)
-    k = cap.acts[hk][:, 0].float().reshape(n, m, -1)
-    v = cap.acts[hv][:, 0].float().reshape(n, m, -1)
+    starts = list(range(0, n, requests_per_chunk))
+
+    def compute(j: int) -> dict[str, torch.Tensor]:
+        a, b = starts[j] * m, min(starts[j] + requests_per_chunk, n) * m
+        cap = interp.capture(model, toks[a:b], hooks=[hk, hv], positions=pos[a:b], batch_size=batch_size,
+                             progress=False, stop_at_layer=layer + 1)
+        return {"k": cap.acts[hk][:, 0].float(), "v": cap.acts[hv][:, 0].float()}
+
+    key = {"pass": "rome-keys-v1", "model": model.weight_hash, "precision": model.precision, "layer": layer,
+           "batch_size": batch_size, "requests_per_chunk": requests_per_chunk,
+           "prompts": hashlib.sha256(repr(toks).encode()).hexdigest()[:20]}
+    parts = distributed.map_chunks(len(starts), compute, None if shard_dir is None else Path(shard_dir), key,
+                                   desc=f"keys L{layer}", schedule="dynamic")
+    if parts is None:
+        return None
+    k = torch.cat([c["k"] for c in parts]).reshape(n, m, -1)
+    v = torch.cat([c["v"] for c in parts]).reshape(n, m, -1)
     return RequestKeys(
         k_u=k[:, 0],
         k_bar=k[:, 1:].mean(1),

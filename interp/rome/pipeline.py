@@ -138,9 +138,13 @@ def key_statistics(model: Model, p: dict, layer: int) -> LayerStats:
                        use_cache=bool(p["cov_cache"]))
 
 
-def request_keys(model: Model, p: dict, layer: int, requests: Sequence[EditRequest], prefixes: Sequence[str]) -> RequestKeys:
-    """kᵘ (bare prompt) and k̄ (mean over the contexts) of every request (``compute_u``)."""
-    return compute_keys(model, requests, layer, prefixes, include_bare=bool(p["kbar_include_bare"]))
+def request_keys(model: Model, p: dict, layer: int, requests: Sequence[EditRequest], prefixes: Sequence[str],
+                 shard_dir: Optional[str] = None) -> RequestKeys:
+    """kᵘ (bare prompt) and k̄ (mean over the contexts) of every request (``compute_u``); with
+    ``shard_dir``, the pass is shared among the ``torchrun`` ranks."""
+    keys = compute_keys(model, requests, layer, prefixes, include_bare=bool(p["kbar_include_bare"]), shard_dir=shard_dir)
+    assert keys is not None  # rank 0 gets the gathered keys
+    return keys
 
 
 def reference_perplexity(model: Model, p: dict, prefixes: Sequence[str]) -> ReferencePerplexity:
@@ -331,7 +335,9 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
     run.note(f"key second moment: {stat.n_tokens} tokens from {stat.n_samples} texts of {stat.description} "
              f"(corpus id {stat.key['corpus']}; {where})")
     c_inv = inverse_covariance(stat.mom2, float(p["cov_ridge"])).float()
-    keys = run.stage("keys", lambda: request_keys(model, p, layer, requests, prefixes))
+    several = distributed.current().size > 1  # under torchrun the ranks share the keys pass and the edits
+    keys = run.stage("keys", lambda: request_keys(model, p, layer, requests, prefixes,
+                                                  str(run.dir / "shards" / "keys") if several else None))
     with run.timed("covariance_convergence"):
         conv = pd.DataFrame(inverse_convergence(stat, keys.k_bar, float(p["cov_ridge"])))
     run.table("covariance_convergence", conv)

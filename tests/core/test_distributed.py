@@ -136,8 +136,8 @@ def test_interp_run_under_torchrun_shares_the_recall_and_rome_passes(tmp_path):
             assert r.returncode == 0, r.stderr[-3000:]
             logs[n] = r.stderr
         assert "rank 1/2: took part in" in logs[2] and "took part in 0 " not in logs[2]
-        if analysis == "rome":  # the key statistics, then the edits (one request per rank)
-            assert "rank 1/2: took part in 2 " in logs[2], logs[2][-2000:]
+        if analysis == "rome":  # the key statistics, the requests' keys, then the edits (one request per rank)
+            assert "rank 1/2: took part in 3 " in logs[2], logs[2][-2000:]
             stages = json.loads((tmp_path / "rome2" / "rome" / "manifest.json").read_text())["stages"]
             assert stages["edits"]["ranks"] == 2 and stages["edits"]["computed"] == 2
         one, two = _tables(tmp_path / f"{analysis}1" / analysis), _tables(tmp_path / f"{analysis}2" / analysis)

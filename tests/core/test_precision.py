@@ -21,7 +21,7 @@ def test_bf16_agrees_with_fp32_within_the_stated_tolerances(smollm):
 
 
 @pytest.mark.parametrize("family", ["gpt2", "gptj", "opt", "gpt_neox", "llama", "gemma3", "qwen2"])
-def test_mixed_precision_keeps_attention_and_the_stream_in_float32(family):
+def test_mixed_precision_keeps_attention_scores_and_the_stream_in_float32(family):
     import torch
 
     from interp.capture import capture
@@ -34,7 +34,8 @@ def test_mixed_precision_keeps_attention_and_the_stream_in_float32(family):
     assert mixed_precision(m.hf_model, torch.bfloat16) == precision_label(torch.bfloat16, "mixed")
     assert m.weights_dtype == "bfloat16" and m.dtype == torch.float32
     L = 1
-    hooks = [m.hook("resid_post", L), m.hook("z", L), m.hook("mlp_out", L)]
+    hooks = [m.hook("resid_post", L), m.hook("q", L), m.hook("mlp_out", L), m.hook("pattern", L)]
+    hooks = [h for h in hooks if h in m.bridge.hook_dict]
     seqs = [[5, 9, 14, 3, 22], [7, 8]]
     seen = {}
 
@@ -47,8 +48,18 @@ def test_mixed_precision_keeps_attention_and_the_stream_in_float32(family):
         m.bridge(torch.tensor([seqs[0]]))
     got = capture(m, seqs, logits=True, positions="all", progress=False)
     assert seen[hooks[0]] == torch.float32, "the residual stream is float32"
-    assert seen[hooks[1]] == torch.float32, "attention runs in float32"
+    fired = [h for h in hooks if "attn" in h and h in seen]  # (OPT's bridge names a pattern hook it does not fire)
+    assert m.hook("q", L) in fired and all(seen[h] == torch.float32 for h in fired), "queries (biases added) and scores are float32"
     assert seen[hooks[2]] == torch.bfloat16, "the MLP runs in bfloat16"
+    # the attention projections multiply in bfloat16 and add their bias in float32
+    att = [mod for mod in m.hf_model.modules() if "attention" in type(mod).__name__.lower()][0]
+    lins = [x for x in att.modules() if isinstance(x, torch.nn.Linear)]
+    assert lins or family == "gpt2"  # GPT-2's Conv1D projections stay float32
+    for lin in lins:
+        assert lin.weight.dtype == torch.bfloat16 and (lin.bias is None or lin.bias.dtype == torch.float32)
+        x = torch.randn(3, lin.in_features)
+        want_y = x.to(torch.bfloat16).float() @ lin.weight.float().T + (0 if lin.bias is None else lin.bias)
+        assert lin(x).dtype == torch.float32 and torch.allclose(lin(x), want_y, rtol=1e-2, atol=1e-2)
     pure = tiny_model(family, dtype=torch.bfloat16, precision="pure")
     want = capture(ref, seqs, logits=True, positions="all", progress=False).logits
     err = {k: max(float((a.float() - b.float()).abs().max()) for a, b in zip(c.logits, want))

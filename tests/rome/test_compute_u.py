@@ -71,6 +71,11 @@ def test_keys_are_the_output_matrix_input(tiny):
         torch.testing.assert_close(keys.k_bar[i], torch.stack(ks).float().mean(0), atol=1e-4, rtol=1e-4)
     no_bare = compute_keys(tiny, REQ, layer, prefixes, include_bare=False)
     torch.testing.assert_close(no_bare.k_bar, keys.k_ctx[:, 1:].mean(1))
+    # one request per chunk (the unit the torchrun ranks share) puts every request's keys back in its row
+    per = compute_keys(tiny, REQ[::-1], layer, prefixes, requests_per_chunk=1)
+    torch.testing.assert_close(per.k_u, keys.k_u.flip(0), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(per.w_k_bar, keys.w_k_bar.flip(0), atol=1e-4, rtol=1e-4)
+    assert per.positions == keys.positions[::-1]
 
 
 def test_key_errors(tiny_models):
@@ -79,4 +84,6 @@ def test_key_errors(tiny_models):
         compute_keys(m, [], 0, ["a. "])
     with pytest.raises(InterpError):
         compute_keys(m, REQ, 99, ["a. "])
+    with pytest.raises(InterpError, match="requests_per_chunk"):
+        compute_keys(m, REQ, 0, ["a. "], requests_per_chunk=0)
     assert key_hook(3) == "blocks.3.mlp.hook_post"
