@@ -18,7 +18,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"])
     ap.add_argument("--precision", default="mixed", choices=["mixed", "pure"],
-                    help="mixed: float32 attention and residual stream (the commands' default); pure: all in DTYPE")
+                    help="mixed: float32 attention scores, biases and residual stream (the commands' default); pure: all in DTYPE")
     ap.add_argument("--device", default=None)
     ap.add_argument("--facts", type=int, default=8, help="facts per relation")
     ap.add_argument("--requests", type=int, default=6, help="ROME requests")

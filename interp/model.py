@@ -141,7 +141,7 @@ class Model:
     @property
     def weights_dtype(self) -> str:
         """The dtype the model was loaded in: its narrowest weights' (``bfloat16`` for a mixed-precision
-        model, whose stream, norms and attention are float32: :func:`interp.loading.mixed_precision`)."""
+        model, whose stream, norms and attention scores are float32: :func:`interp.loading.mixed_precision`)."""
         dts = {p.dtype for p in self.hf_model.parameters() if p.dtype.is_floating_point}
         return str(min(dts, key=lambda d: d.itemsize) if dts else self.dtype).replace("torch.", "")
 
@@ -510,8 +510,8 @@ def load_model(
         numerics: ``"hf"`` (raw weights) or ``"tl"`` (TransformerLens-processed weights).
         device_map: ``accelerate`` placement for a model larger than one GPU (``"auto"``,
             ``"balanced"`` or a dict); ``device`` is then ignored. Recorded in the manifest.
-        precision: with a ``dtype`` below float32: ``"mixed"`` (default) keeps attention and the
-            residual stream in float32 (:func:`interp.loading.mixed_precision`: pure bfloat16 moves
+        precision: with a ``dtype`` below float32: ``"mixed"`` (default) keeps attention scores, biases
+            and the residual stream in float32 (:func:`interp.loading.mixed_precision`: pure bfloat16 moves
             Qwen2.5's answer probabilities by up to 0.35); ``"pure"`` runs everything in ``dtype``.
             Recorded in the manifest.
 

@@ -103,8 +103,8 @@ def test_last_block_reruns_match_whole_passes(name, request):
 
 def test_mixed_bf16_keeps_qwen_answer_probabilities(qwen):
     # Qwen2.5's large QKV biases: in pure bf16 one of the 64 packaged facts ("Portugal ... continent
-    # of") loses 0.35 of its answer probability; the default mixed policy (float32 attention and
-    # stream) keeps every fact within the 0.05 tolerance
+    # of") loses 0.35 of its answer probability; the default mixed policy (bf16 projections with their
+    # biases added in float32, float32 scores and stream) keeps every fact within the 0.05 tolerance
     from interp.precision import TOLERANCES, answer_probabilities
 
     ref, _ = answer_probabilities(qwen, 8)

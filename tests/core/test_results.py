@@ -64,6 +64,8 @@ def test_run_writes_everything_and_resumes(tmp_path):
     assert man["seed"] == 7 and man["params"] == {"n": 3} and man["numerics"] == "hf"
     assert man["model"]["weight_hash"].startswith("tensor-sha256:") and man["packages"]["torch"]
     assert man["stages"]["s1"]["resumed"] is False and man["finished"] is True
+    cpu = man["host"]["cpu"]  # timings depend on the processor: its name and bf16 instructions are kept
+    assert set(cpu) == {"model", "bf16_instructions"} and set(cpu["bf16_instructions"]) <= {"avx512_bf16", "amx_bf16"}
 
     assert not (d / ".lock").exists()  # released when finished
     again = Run(tmp_path, "demo", model=model, params={"n": 3}, seed=7)
