@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import time
+import types
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -562,12 +563,13 @@ def low_precision_projection(lin: torch.nn.Linear, dtype: torch.dtype) -> None:
     ``W x + b`` at the bias's magnitude, not the rounding of ``W x`` at its own.
     """
     lin.weight = torch.nn.Parameter(lin.weight.detach().to(dtype), requires_grad=lin.weight.requires_grad)
+    lin.forward = types.MethodType(_widened_linear, lin)  # bound: a deep copy binds to the copy
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        y = torch.nn.functional.linear(x.to(lin.weight.dtype), lin.weight).float()
-        return y if lin.bias is None else y + lin.bias
 
-    lin.forward = forward
+def _widened_linear(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``nn.Linear.forward`` with the product in the weight's dtype, widened to float32 before the bias."""
+    y = torch.nn.functional.linear(x.to(self.weight.dtype), self.weight).float()
+    return y if self.bias is None else y + self.bias
 
 
 def untie_output_head(hf_model: Any, dtype: torch.dtype) -> bool:

@@ -22,6 +22,8 @@ def test_bf16_agrees_with_fp32_within_the_stated_tolerances(smollm):
 
 @pytest.mark.parametrize("family", ["gpt2", "gptj", "opt", "gpt_neox", "llama", "gemma3", "qwen2"])
 def test_mixed_precision_keeps_attention_scores_and_the_stream_in_float32(family):
+    import copy
+
     import torch
 
     from interp.capture import capture
@@ -60,6 +62,12 @@ def test_mixed_precision_keeps_attention_scores_and_the_stream_in_float32(family
         x = torch.randn(3, lin.in_features)
         want_y = x.to(torch.bfloat16).float() @ lin.weight.float().T + (0 if lin.bias is None else lin.bias)
         assert lin(x).dtype == torch.float32 and torch.allclose(lin(x), want_y, rtol=1e-2, atol=1e-2)
+    twin = copy.deepcopy(lins[0]) if lins else None  # a copy multiplies by its own weight
+    if twin is not None:
+        twin.weight.data.zero_()
+        x = torch.randn(2, twin.in_features)
+        assert float(twin(x).abs().max() if twin.bias is None else (twin(x) - twin.bias).abs().max()) == 0
+        assert float(lins[0](x).abs().max()) > 0
     pure = tiny_model(family, dtype=torch.bfloat16, precision="pure")
     want = capture(ref, seqs, logits=True, positions="all", progress=False).logits
     err = {k: max(float((a.float() - b.float()).abs().max()) for a, b in zip(c.logits, want))
