@@ -22,6 +22,7 @@ from interp.capture import capture
 from interp.errors import InterpError
 from interp.model import Model
 from interp.recall.facts import PromptSet
+from interp.scoring import target_logprobs_ranks
 from interp.tail import TailCache, tail_supported
 
 
@@ -248,9 +249,8 @@ def collect_activations(
                 out["attn_arg"][r, j] = pat[r][:, prompts.arg_positions[i]].sum(-1)
         out["final_resid"] = cap.acts[final_hook].float()
         out["final_mlp_out"] = cap.acts[final_mlp_hook].float()
-        logp = torch.log_softmax(cap.logits.float(), dim=-1)
-        a = logp.gather(1, torch.tensor([prompts.answer_ids[i] for i in rows])[:, None])[:, 0]
-        out["answer_prob"], out["answer_rank"], out["pred"] = a.exp(), (logp > a[:, None]).sum(-1), logp.argmax(-1)
+        a, rank = target_logprobs_ranks(cap.logits, torch.tensor([prompts.answer_ids[i] for i in rows]))
+        out["answer_prob"], out["answer_rank"], out["pred"] = a.exp(), rank, cap.logits.argmax(-1)
         if stream_hook:  # ragged: one flat tensor and the lengths
             st = cap.every[stream_hook]
             out["stream"] = torch.cat([x.float() for x in st])

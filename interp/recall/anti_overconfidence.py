@@ -32,14 +32,16 @@ from interp.progress import track
 from interp.capture import capture
 from interp.errors import InterpError
 from interp.model import Model
+from interp.scoring import target_logprobs
 from interp.recall.activations import RecallActivations
 from interp.recall.argument_heads import head_outputs
 from interp.recall.attribution import component_logits, direct_logit_attribution, final_norm_linear
 
 
 def next_token_stats(
-    model: Model, texts: Sequence[str], batch_size: int = 8, max_tokens: int = 256, tail: Optional[Any] = None
-) -> tuple[Float[torch.Tensor, "d_vocab"], float, int]:
+    model: Model, texts: Sequence[str], batch_size: int = 8, max_tokens: int = 256, tail: Optional[Any] = None,
+    mean_distribution: bool = True,
+) -> tuple[Optional[Float[torch.Tensor, "d_vocab"]], float, int]:
     """The model's mean next-token distribution over ``texts`` and its perplexity on them.
 
     Runs under whatever hooks are active (so it also measures an ablated model).
@@ -51,6 +53,8 @@ def next_token_stats(
         max_tokens: each text is cut to this many tokens.
         tail: an :class:`interp.tail.TailCache` of the same texts (cut the same way): only its last
             blocks are re-run (exact when the active hooks act in none of the earlier blocks).
+        mean_distribution: also average the next-token distribution (False: perplexity alone,
+            read without normalising every logit; ``mean_probs`` is then None).
 
     Returns:
         ``(mean_probs, perplexity, n_tokens_scored)``.
@@ -70,13 +74,16 @@ def next_token_stats(
         else:
             logits = capture(model, chunk, positions="all", logits=True, batch_size=batch_size, progress=False).logits
         for t, lg in zip(chunk, logits):
-            logp = torch.log_softmax(lg.float(), -1)
-            mean += logp.exp().sum(0).double()
             tgt = torch.tensor(t[1:])
-            nll -= float(logp[:-1].gather(1, tgt[:, None]).sum())
+            if mean_distribution:
+                logp = torch.log_softmax(lg.float(), -1)
+                mean += logp.exp().sum(0).double()
+                nll -= float(logp[:-1].gather(1, tgt[:, None]).sum())
+            else:
+                nll -= float(target_logprobs(lg[:-1], tgt).sum())
             count += len(t) - 1
     n_pos = sum(len(t) for t in toks)
-    return (mean / n_pos).float(), float(np.exp(nll / count)), count
+    return ((mean / n_pos).float() if mean_distribution else None), float(np.exp(nll / count)), count
 
 
 def log_frequency(freq: Any) -> tuple[Float[torch.Tensor, "d_vocab"], torch.Tensor]:

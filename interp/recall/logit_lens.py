@@ -19,6 +19,7 @@ from interp.progress import track
 
 from interp.model import Model
 from interp.recall.activations import RecallActivations
+from interp.scoring import target_logprobs_ranks
 
 
 def readout_answer(
@@ -31,10 +32,9 @@ def readout_answer(
         for a in track(range(0, m, chunk), desc="logit lens", disable=m <= 4 * chunk,
                       unit="chunk"):
             x = resid[a : a + chunk].to(model.device, model.dtype)
-            logp = torch.log_softmax(model.unembed(x).float(), -1).cpu()
-            t = logp.gather(1, answer_ids[a : a + chunk, None])
-            probs[a : a + chunk] = t[:, 0].exp()
-            ranks[a : a + chunk] = (logp > t).sum(-1).float()
+            lp, rk = target_logprobs_ranks(model.unembed(x), answer_ids[a : a + chunk])
+            probs[a : a + chunk] = lp.exp().cpu()
+            ranks[a : a + chunk] = rk.float().cpu()
     return probs, ranks
 
 

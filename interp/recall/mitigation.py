@@ -48,6 +48,7 @@ from interp.model import Model
 from interp.recall import sources
 from interp.recall.ablation import Head, ablate_heads, ablation_hooks, head_name
 from interp.recall.activations import RecallActivations, collect_activations, group_logits, prefix_groups, prompt_tails
+from interp.scoring import target_logprobs
 from interp.tail import TailCache, tail_supported
 from interp.recall.anti_overconfidence import log_frequency, next_token_stats
 from interp.recall.attribution import direct_logit_attribution, final_norm_linear
@@ -62,9 +63,9 @@ def answer_readout(model: Model, resid: Float[torch.Tensor, "n d_model"], answer
     pred = torch.zeros(len(resid), dtype=torch.long)
     with torch.no_grad():
         for a in range(0, len(resid), chunk):
-            lg = model.unembed(resid[a : a + chunk].to(model.device, model.dtype)).float().cpu()
-            prob[a : a + chunk] = torch.softmax(lg, -1).gather(1, ans[a : a + chunk, None])[:, 0]
-            pred[a : a + chunk] = lg.argmax(-1)
+            lg = model.unembed(resid[a : a + chunk].to(model.device, model.dtype))
+            prob[a : a + chunk] = target_logprobs(lg, ans[a : a + chunk]).exp().cpu()
+            pred[a : a + chunk] = lg.argmax(-1).cpu()
     return prob, pred == ans
 
 
@@ -385,9 +386,9 @@ def perplexity(model: Model, texts: Sequence[str], mit: Optional[Mitigation] = N
     start = mit.start_layer(model) if mit is not None else None
     use = tail if tail is not None and (start is None or start >= tail.start) else None
     if start is None:
-        return next_token_stats(model, texts, max_tokens=max_tokens, tail=use)[1]
+        return next_token_stats(model, texts, max_tokens=max_tokens, tail=use, mean_distribution=False)[1]
     with model.hooks(mit.hooks(model)):  # type: ignore[union-attr]
-        return next_token_stats(model, texts, max_tokens=max_tokens, tail=use)[1]
+        return next_token_stats(model, texts, max_tokens=max_tokens, tail=use, mean_distribution=False)[1]
 
 
 def choose_mitigation(

@@ -21,6 +21,7 @@ import interp
 from interp import corpus as corpus_mod
 from interp.errors import InterpError
 from interp.model import Model
+from interp.scoring import target_logprobs
 from interp.tail import TailCache, lm_head, tail_supported
 
 
@@ -101,8 +102,8 @@ def token_nll(
     nll = []
     with torch.no_grad():
         for a in range(0, len(h), unembed_chunk):
-            logits = unembed(h[a : a + unembed_chunk].to(model.device, model.dtype)).float().cpu()
-            nll.append(torch.nn.functional.cross_entropy(logits, tgt[a : a + unembed_chunk], reduction="none"))
+            logits = unembed(h[a : a + unembed_chunk].to(model.device, model.dtype))
+            nll.append(-target_logprobs(logits, tgt[a : a + unembed_chunk]).cpu())
     return [float(x.mean()) for x in torch.cat(nll).split([len(t) for t in targets])]
 
 
