@@ -366,12 +366,12 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
         shared = dict(zip(todo, got or []))
         shutil.rmtree(run.dir / "shards", ignore_errors=True)  # gathered (and stored as stages below): spent
     for i, req in enumerate(track(requests, desc="ROME edits", unit="edit", disable=bool(shared))):
-        name, key = f"edit_{req.case_id}", [layer, req.case_id]
+        stage, key = f"edit_{req.case_id}", [layer, req.case_id]
         if i in shared:  # edited by the ranks: stored as the stage this loop would have made
             secs = sum(shared[i][0][f"seconds_{part}"] for part in ("v_star", "evaluate", "perplexity"))
-            rows += run.put(name, shared[i], key=key, seconds=secs, by=f"{world.size} ranks")
+            rows += run.put(stage, shared[i], key=key, seconds=secs, by=f"{world.size} ranks")
         else:
-            rows += run.stage(name, lambda: edit_request(model, p, layer, req, i, keys, c_inv, prefixes, ref, ref_tails()),
+            rows += run.stage(stage, lambda: edit_request(model, p, layer, req, i, keys, c_inv, prefixes, ref, ref_tails()),
                               key=key)
     run.stage_times["edits"] = {"seconds": time.perf_counter() - t_edits, "resumed": not todo, "computed": len(todo),
                                 "ranks": world.size if shared else 1}

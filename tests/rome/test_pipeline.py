@@ -52,6 +52,8 @@ def test_pipeline_runs_end_to_end_on_a_tiny_model(tiny_models, tmp_path, monkeyp
     assert on_disk["n_requests"] == 3
     for f in ("denominator_vs_numerator", "perplexity_before_after", "first_token_projection", "covariance_convergence"):
         assert (tmp_path / f"out/rome/figures/{f}.html").is_file()
+        title = json.loads((tmp_path / f"out/rome/figures/{f}.json").read_text())["layout"]["title"]["text"]
+        assert m.spec in title and "edit_" not in title, title  # the model's name, not the last edit's stage
     again = pipeline.run(m, run, quick=False, **SMALL)
     assert again["efficacy_rome"] == s["efficacy_rome"] and run.stage_times["edit_0"]["resumed"]
     del manifest
