@@ -18,6 +18,7 @@ with the same model, parameters and seed, and computes (then stores) it otherwis
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -105,6 +106,7 @@ def _ranks() -> int:
     return distributed.current().size
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu() -> dict:
     """The processor, as timings depend on it: its model name and the bf16 matrix instructions it has
     (``avx512_bf16``, ``amx_bf16``; a bf16 product runs about 2.5x float32's rate with the first alone

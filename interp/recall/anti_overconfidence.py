@@ -32,7 +32,6 @@ from interp.progress import track
 from interp.capture import capture
 from interp.errors import InterpError
 from interp.model import Model
-from interp.scoring import target_logprobs
 from interp.recall.activations import RecallActivations
 from interp.recall.argument_heads import head_outputs
 from interp.recall.attribution import component_logits, direct_logit_attribution, final_norm_linear
@@ -54,7 +53,8 @@ def next_token_stats(
         tail: an :class:`interp.tail.TailCache` of the same texts (cut the same way): only its last
             blocks are re-run (exact when the active hooks act in none of the earlier blocks).
         mean_distribution: also average the next-token distribution (False: perplexity alone,
-            read without normalising every logit; ``mean_probs`` is then None).
+            without exponentiating and summing every position's distribution; ``mean_probs`` is
+            then None).
 
     Returns:
         ``(mean_probs, perplexity, n_tokens_scored)``.
@@ -74,13 +74,10 @@ def next_token_stats(
         else:
             logits = capture(model, chunk, positions="all", logits=True, batch_size=batch_size, progress=False).logits
         for t, lg in zip(chunk, logits):
-            tgt = torch.tensor(t[1:])
+            logp = torch.log_softmax(lg.float(), -1)
             if mean_distribution:
-                logp = torch.log_softmax(lg.float(), -1)
                 mean += logp.exp().sum(0).double()
-                nll -= float(logp[:-1].gather(1, tgt[:, None]).sum())
-            else:
-                nll -= float(target_logprobs(lg[:-1], tgt).sum())
+            nll -= float(logp[:-1].gather(1, torch.tensor(t[1:])[:, None]).sum())
             count += len(t) - 1
     n_pos = sum(len(t) for t in toks)
     return ((mean / n_pos).float() if mean_distribution else None), float(np.exp(nll / count)), count

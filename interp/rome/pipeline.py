@@ -335,9 +335,9 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
     run.note(f"key second moment: {stat.n_tokens} tokens from {stat.n_samples} texts of {stat.description} "
              f"(corpus id {stat.key['corpus']}; {where})")
     c_inv = inverse_covariance(stat.mom2, float(p["cov_ridge"])).float()
-    several = distributed.current().size > 1  # under torchrun the ranks share the keys pass and the edits
+    world = distributed.current()  # under torchrun the ranks share the keys pass and the edits
     keys = run.stage("keys", lambda: request_keys(model, p, layer, requests, prefixes,
-                                                  str(run.dir / "shards" / "keys") if several else None))
+                                                  str(run.dir / "shards" / "keys") if world.size > 1 else None))
     with run.timed("covariance_convergence"):
         conv = pd.DataFrame(inverse_convergence(stat, keys.k_bar, float(p["cov_ridge"])))
     run.table("covariance_convergence", conv)
@@ -352,7 +352,6 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict:
         return tails["t"]
 
     t_edits = time.perf_counter()
-    world = distributed.current()
     todo = [i for i, req in enumerate(requests) if not run.stored(f"edit_{req.case_id}", key=[layer, req.case_id])]
     shared: dict[int, list[dict]] = {}
     if world.size > 1 and len(todo) > 1:  # under torchrun: the edits are dealt to the ranks
