@@ -59,8 +59,10 @@ class BatchInfo:
         offset: number of prefix tokens held in the key/value cache (0 without a prefix).
         last: index, in the hook tensor's position axis, of each row's last real token.
         rows: indices of the rows in the caller's input order.
-        phase: ``"prefix"`` (the shared prefix), ``"prompt"`` (the prompts) or ``"decode"`` (one new
-            token per row, during :func:`interp.greedy_generate`).
+        phase: ``"prefix"`` (the shared prefix), ``"prompt"`` (the prompts) or ``"decode"`` (one
+            token per row after a key/value cache of the earlier ones: a new token during
+            :func:`interp.greedy_generate`, or the last token re-run alone by
+            :class:`interp.tail.TailCache`).
     """
 
     lengths: torch.Tensor

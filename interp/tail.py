@@ -13,19 +13,31 @@ cached stream with its layer list cut to ``layers[start:]``, so rotary positions
 sliding windows, norms and the bridge's hooks are the model's own. Families that add learned
 position embeddings to ``inputs_embeds`` inside the decoder (GPT-2, OPT) cannot be resumed this way
 and fall back to whole forward passes, as does any model whose check fails.
+
+Last position only: when the intervention changes nothing at earlier positions that the last
+position reads (it acts at the last position only; or the tail is the final block alone and it acts
+after that block's keys and values, on head outputs or the MLP), the last position's logits need only
+the earlier positions' keys and values in blocks ``start ..`` as the unchanged model computes them.
+``TailCache.logits("last", last_only=True)`` computes those once per cache (without hooks) and then
+runs each intervention on one token per sequence: a final-layer intervention on 3-shot prompts runs
+1 position instead of about 50.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+from collections import OrderedDict
 from typing import Any, Iterator, Literal, Optional, Sequence
 
 import torch
 from interp.progress import track
+from interp.scoring import target_logprobs
 
 from interp.loading import decoder_layers
 from interp.model import Model
 
+LAST_TOKEN_BATCH = 256  # rows per last-token re-run: one token a row, so each weight matrix (the unembedding above all) is read once for many rows
 _NO_TAIL = {"gpt2", "opt"}  # learned positions are added to inputs_embeds inside the decoder
 
 
@@ -53,9 +65,10 @@ def blocks_from(model: Model, x: torch.Tensor, mask: torch.Tensor, start: int, p
     (``[batch, pos, d_model]``, the stream entering block ``start``), with gradients if enabled.
 
     ``past_key_values``: an HF cache of earlier positions (every layer's entry filled, as a whole
-    pass over them leaves it; blocks ``start ..`` read and extend their own entries), in which case
-    ``mask`` covers the cached positions and ``x``'s; ``position_ids`` (``[batch, pos]``) default to
-    the positions after the cache's."""
+    pass over them leaves it, or at least sized to them: the masks are sized from the first layers'
+    entries; blocks ``start ..`` read and extend their own entries), in which case ``mask`` covers
+    the cached positions and ``x``'s; ``position_ids`` (``[batch, pos]``) default to the positions
+    after the cache's. An empty cache is filled by blocks ``start ..`` only."""
     base, attr = decoder_layers(model.hf_model)
     assert base is not None
     with _layers_from(base, attr, start):
@@ -63,6 +76,23 @@ def blocks_from(model: Model, x: torch.Tensor, mask: torch.Tensor, start: int, p
                    past_key_values=past_key_values, use_cache=past_key_values is not None,
                    **({} if position_ids is None else {"position_ids": position_ids.to(model.device)}))
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+
+@contextlib.contextmanager
+def hooks_suspended(model: Model) -> Iterator[None]:
+    """Run the block with every forward hook on the bridge's hook points set aside (restored after)."""
+    from transformer_lens.hook_points import HookPoint
+
+    saved = []
+    for m in model.bridge.modules():
+        if isinstance(m, HookPoint) and m._forward_hooks:
+            saved.append((m, m._forward_hooks))
+            m._forward_hooks = OrderedDict()
+    try:
+        yield
+    finally:
+        for m, h in saved:
+            m._forward_hooks = h
 
 
 def _tail_forward(model: Model, x: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
@@ -138,8 +168,14 @@ class TailCache:
         self.resid = [r.float().cpu() for r in streams]
         return self
 
+    def _stream(self, i: int, n: int) -> torch.Tensor:
+        """The first ``n`` positions of sequence ``i``'s stream (prefix included)."""
+        if self.head is None:
+            return self.resid[i][:n]
+        return torch.cat([self.head, self.resid[i]])[:n]
+
     def logits(self, positions: Literal["last", "all"] = "last", rows: Optional[Sequence[int]] = None,
-               desc: Optional[str] = None) -> list[torch.Tensor]:
+               desc: Optional[str] = None, last_only: bool = False) -> list[torch.Tensor]:
         """Logits under whatever hooks are active: ``[d_vocab]`` per sequence at its last position,
         or ``[len, d_vocab]`` per sequence at every position; of the sequences ``rows`` (default
         all) in that order (ask for a few at a time with ``"all"``: the logits of every position
@@ -147,10 +183,41 @@ class TailCache:
 
         Hooks see a :class:`interp.capture.BatchInfo` as under :func:`interp.capture.capture`
         (``rows`` index this cache's sequences, ``offset`` is 0: the prefix is part of each
-        re-run sequence), so position- and row-aware interventions act as in a whole pass."""
+        re-run sequence), so position- and row-aware interventions act as in a whole pass.
+
+        ``last_only`` (with ``"last"``): re-run each sequence's last token alone on the keys and
+        values of its earlier positions in blocks ``start ..``, computed once per batch of this
+        cache without any hooks and kept (module docstring; hooks then see a ``"decode"`` batch of
+        one position per row). Exact only when the active hooks change nothing there: hooks acting
+        at the last position alone, or, when ``start`` is the final block, hooks after its keys and
+        values (head outputs, the MLP). Where the model cannot be run this way
+        (:func:`last_only_supported`) whole tails are run."""
         want = list(range(len(self.seqs))) if rows is None else [int(r) for r in rows]
-        got = self._logits(positions, want, desc)
+        if positions == "last":
+            got = {}
+            for rows_, lg in self._last_batches(want, desc, last_only):
+                lg = lg.float().cpu()
+                got.update({i: lg[j] for j, i in enumerate(rows_)})
+        else:
+            got = self._logits(positions, want, desc)
         return [got[i] for i in want]
+
+    def answer_scores(self, targets: Sequence[int], rows: Optional[Sequence[int]] = None, desc: Optional[str] = None,
+                      last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log p(target), target is the argmax)`` at each sequence's last position, read batch by
+        batch (no sequence's logits are kept): ``targets[k]`` is the token scored for ``rows[k]``
+        (default all sequences, in order). Hooks and ``last_only`` as in :meth:`logits`."""
+        want = list(range(len(self.seqs))) if rows is None else [int(r) for r in rows]
+        if len(targets) != len(want):
+            raise ValueError("one target per scored sequence")
+        where = {i: k for k, i in enumerate(want)}
+        t = torch.as_tensor(list(targets), dtype=torch.long)
+        logp, top = torch.zeros(len(want)), torch.zeros(len(want), dtype=torch.bool)
+        for rows_, lg in self._last_batches(want, desc, last_only):
+            k = torch.tensor([where[i] for i in rows_])
+            top[k] = lg.argmax(-1).cpu() == t[k]  # on the logits as computed: a float copy has the same argmax
+            logp[k] = target_logprobs(lg, t[k]).cpu()
+        return logp, top
 
     def hidden(self, rows: Optional[Sequence[int]] = None) -> list[torch.Tensor]:
         """Final hidden states (after the final norm, before the unembedding) under whatever hooks
@@ -160,35 +227,99 @@ class TailCache:
         got = self._logits("hidden", want)
         return [got[i] for i in want]
 
-    def _logits(self, positions: str, want: list[int], desc: Optional[str] = None) -> dict[int, torch.Tensor]:
-        from interp.capture import BatchInfo, running
+    def _last_only_ok(self) -> bool:
+        window = getattr(decoder_layers(self.model.hf_model)[0].config, "sliding_window", None)
+        # sliding-window masks count a row's distance from the padded batch length: exact below the window
+        short = not window or max(map(len, self.seqs), default=0) < int(window)
+        return short and last_only_supported(self.model)
 
-        out: dict[int, torch.Tensor] = {}
-        order = sorted(want, key=lambda i: -len(self.seqs[i]))
-        d = self.resid[0].shape[-1] if self.resid else 0
-        P = 0 if self.head is None else len(self.head)
-        starts = range(0, len(order), self.batch_size)
-        for a in track(starts, desc=desc or "", disable=desc is None, unit="batch"):
-            rows = order[a : a + self.batch_size]
-            T = max(len(self.seqs[i]) for i in rows)
+    def _contexts(self, rows: list[int]) -> tuple[Any, torch.Tensor]:
+        """The keys and values of ``rows``' earlier positions in blocks ``start ..`` (an HF cache; the
+        layers before ``start`` hold placeholders of the same length, which only size the masks) and
+        their mask; computed without hooks once per batch and kept."""
+        from transformers import DynamicCache
+
+        kept = self.__dict__.setdefault("_ctx", {})
+        key = tuple(rows)
+        if key not in kept:
+            base, _ = decoder_layers(self.model.hf_model)
+            n = [len(self.seqs[i]) - 1 for i in rows]
+            T, d = max(n), self.resid[0].shape[-1]
             x = torch.zeros(len(rows), T, d)
             mask = torch.zeros(len(rows), T, dtype=torch.long)
             for j, i in enumerate(rows):
-                n = len(self.seqs[i])
-                if P:
-                    x[j, :P] = self.head
-                x[j, P:n] = self.resid[i]
-                mask[j, :n] = 1
-            lengths = torch.tensor([len(self.seqs[i]) for i in rows])
-            with running(BatchInfo(lengths, 0, lengths - 1, torch.tensor(rows))):
-                h = _tail_forward(self.model, x, mask, self.start)
+                x[j, : n[j]] = self._stream(i, n[j])
+                mask[j, : n[j]] = 1
+            cache = DynamicCache(config=base.config)
+            with torch.no_grad(), hooks_suspended(self.model):
+                blocks_from(self.model, x, mask, self.start, past_key_values=cache)
+            for L in range(self.start):
+                ph = torch.zeros(len(rows), 1, T, 1, dtype=x.dtype, device=self.model.device)
+                cache.layers[L].update(ph, ph)
+            kept[key] = (cache, mask)
+        return kept[key]
+
+    def _last_token_hidden(self, rows: list[int]) -> torch.Tensor:
+        """Final hidden states ``[batch, d_model]`` of ``rows``' last tokens run alone on their kept contexts."""
+        from interp.capture import BatchInfo, running
+
+        lengths = torch.tensor([len(self.seqs[i]) for i in rows])
+        x = torch.stack([self._stream(i, len(self.seqs[i]))[-1:] for i in rows])
+        cache, mask = self._contexts(rows)
+        info = BatchInfo(lengths, 0, torch.zeros(len(rows), dtype=torch.long), torch.tensor(rows), "decode")
+        with torch.no_grad(), running(info):
+            h = blocks_from(self.model, x, torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype)], 1), self.start,
+                            past_key_values=copy.deepcopy(cache), position_ids=(lengths - 1)[:, None])
+        return h[:, -1]
+
+    def _whole_tails(self, rows: list[int]) -> torch.Tensor:
+        """Final hidden states ``[batch, max len, d_model]`` of blocks ``start ..`` re-run on ``rows`` whole."""
+        from interp.capture import BatchInfo, running
+
+        d = self.resid[0].shape[-1]
+        P = 0 if self.head is None else len(self.head)
+        T = max(len(self.seqs[i]) for i in rows)
+        x = torch.zeros(len(rows), T, d)
+        mask = torch.zeros(len(rows), T, dtype=torch.long)
+        for j, i in enumerate(rows):
+            n = len(self.seqs[i])
+            if P:
+                x[j, :P] = self.head
+            x[j, P:n] = self.resid[i]
+            mask[j, :n] = 1
+        lengths = torch.tensor([len(self.seqs[i]) for i in rows])
+        with running(BatchInfo(lengths, 0, lengths - 1, torch.tensor(rows))):
+            return _tail_forward(self.model, x, mask, self.start)
+
+    def _last_batches(self, want: list[int], desc: Optional[str], last_only: bool) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """``(rows, logits at their last positions [batch, d_vocab], in the unembedding's dtype)`` per
+        batch of ``want`` (longest first)."""
+        fast = last_only and self._last_only_ok()
+        order = sorted(want, key=lambda i: -len(self.seqs[i]))
+        size = max(self.batch_size, LAST_TOKEN_BATCH) if fast else self.batch_size
+        for a in track(range(0, len(order), size), desc=desc or "", disable=desc is None, unit="batch"):
+            rows = order[a : a + size]
             with torch.no_grad():
-                if positions == "last":
+                if not fast:
+                    h = self._whole_tails(rows)
                     last = torch.tensor([len(self.seqs[i]) - 1 for i in rows], device=h.device)
-                    lg = lm_head(self.model, h[torch.arange(len(rows), device=h.device), last]).float().cpu()
-                    for j, i in enumerate(rows):
-                        out[i] = lg[j]
-                elif positions == "hidden":
+                    parts = [(rows, lm_head(self.model, h[torch.arange(len(rows), device=h.device), last]))]
+                else:  # a one-token sequence has no earlier positions: its whole tail is its last token
+                    ctx = [i for i in rows if len(self.seqs[i]) >= 2]
+                    one = [i for i in rows if len(self.seqs[i]) < 2]
+                    parts = ([(ctx, lm_head(self.model, self._last_token_hidden(ctx)))] if ctx else []) + \
+                            ([(one, lm_head(self.model, self._whole_tails(one)[:, 0]))] if one else [])
+            yield from parts
+
+    def _logits(self, positions: str, want: list[int], desc: Optional[str] = None) -> dict[int, torch.Tensor]:
+        """Per sequence, every position's logits (``"all"``) or final hidden states (``"hidden"``)."""
+        out: dict[int, torch.Tensor] = {}
+        order = sorted(want, key=lambda i: -len(self.seqs[i]))
+        for a in track(range(0, len(order), self.batch_size), desc=desc or "", disable=desc is None, unit="batch"):
+            rows = order[a : a + self.batch_size]
+            h = self._whole_tails(rows)
+            with torch.no_grad():
+                if positions == "hidden":
                     for j, i in enumerate(rows):
                         out[i] = h[j, : len(self.seqs[i])].float().cpu()
                 else:
@@ -196,6 +327,38 @@ class TailCache:
                     for j, i in enumerate(rows):
                         out[i] = lg[j, : len(self.seqs[i])]
         return out
+
+
+def last_only_supported(model: Model) -> bool:
+    """Whether ``TailCache.logits("last", last_only=True)`` reproduces whole tails on ``model``
+    (checked once per model as :func:`tail_supported` is, from the final block and from a middle one,
+    on sequences of different lengths, one at a time and batched: largest logit difference at most
+    1e-3 of the logits' scale in float32, 5% below it; the verdict is kept on the model)."""
+    if "_last_only_ok" in model.__dict__:
+        return model.__dict__["_last_only_ok"]
+    ok = False
+    if tail_supported(model):
+        g = torch.Generator().manual_seed(1)
+        hi = min(model.d_vocab, len(model.tokenizer))
+        seqs = [torch.randint(3, hi, (n,), generator=g).tolist() for n in (6, 9, 3)]
+        # in bf16, a multi-block tail on one token rounds differently from one on every position
+        # (2% of the logits' scale on Gemma 3 over 9 blocks); a wrong position or mask moves them far more
+        m_fp32 = model.weights_dtype in ("float32", "float64")
+        try:
+            ok = True
+            with hooks_suspended(model):
+                for start in sorted({max(1, model.n_layers // 2), model.n_layers - 1}):
+                    tc = TailCache(model, seqs, start, batch_size=4)
+                    ref = tc.logits("last")
+                    got = torch.stack([lm_head(model, tc._last_token_hidden([i])).float().cpu()[0] for i in range(len(seqs))])
+                    batched = lm_head(model, tc._last_token_hidden([0, 1, 2])).float().cpu()
+                    atol = max(float(r.abs().max()) for r in ref) * (1e-3 if m_fp32 else 0.05)
+                    ok = ok and all(torch.allclose(r, got[i], atol=atol, rtol=0)
+                                    and torch.allclose(r, batched[i], atol=atol, rtol=0) for i, r in enumerate(ref))
+        except Exception:  # noqa: BLE001 - a decoder whose cache cannot be resumed this way runs whole tails
+            ok = False
+    model.__dict__["_last_only_ok"] = ok
+    return ok
 
 
 def tail_supported(model: Model) -> bool:

@@ -22,7 +22,7 @@ from interp.capture import capture
 from interp.errors import InterpError
 from interp.model import Model
 from interp.recall.facts import PromptSet
-from interp.scoring import target_logprobs_ranks
+from interp.scoring import target_logprobs, target_logprobs_ranks
 from interp.tail import TailCache, tail_supported
 
 
@@ -167,15 +167,20 @@ def prompt_tails(model: Model, acts: RecallActivations, start: int, batch_size: 
     return kept[start]
 
 
-def group_logits(model: Model, acts: RecallActivations, g: int, rows: Sequence[int], tails: Optional[list[TailCache]],
-                 batch_size: int, desc: str) -> torch.Tensor:
-    """Last-position logits of prefix group ``g`` (its prompt ``rows``) under whatever hooks are active:
-    from its :class:`~interp.tail.TailCache` when ``tails`` (:func:`prompt_tails`) is given, else a
-    whole capture on the group's shared prefix."""
+def group_answer_scores(model: Model, acts: RecallActivations, g: int, rows: Sequence[int], tails: Optional[list[TailCache]],
+                        batch_size: int, desc: str, last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Answer probability and correctness (the answer is the argmax) of prefix group ``g`` (its prompt
+    ``rows``) under whatever hooks are active: from its :class:`~interp.tail.TailCache` when ``tails``
+    (:func:`prompt_tails`) is given, batch by batch, else from a whole capture on the group's shared
+    prefix. ``last_only``: the hooks change nothing the last position reads at earlier positions, so
+    the tails re-run the last token alone (:meth:`~interp.tail.TailCache.logits`)."""
+    ans = torch.tensor([acts.prompts.answer_ids[i] for i in rows])
     if tails is not None:
-        return torch.stack(tails[g].logits("last", desc=desc))
+        logp, top = tails[g].answer_scores(ans.tolist(), desc=desc, last_only=last_only)
+        return logp.exp(), top
     prefix, ids, _ = prompt_inputs(model, acts.prompts, rows)
-    return capture(model, ids, prefix=prefix, logits=True, batch_size=batch_size, desc=desc).logits
+    lg = capture(model, ids, prefix=prefix, logits=True, batch_size=batch_size, desc=desc).logits
+    return target_logprobs(lg, ans).exp().cpu(), lg.argmax(-1).cpu() == ans
 
 
 def activation_chunks(prompts: PromptSet, batch_size: int) -> list[list[int]]:

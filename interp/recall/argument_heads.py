@@ -25,7 +25,7 @@ from jaxtyping import Float
 from interp.errors import InterpError
 from interp.model import Model
 from interp.recall.ablation import Head, ablate_heads, head_name
-from interp.recall.activations import RecallActivations, group_logits, prefix_groups, prompt_tails
+from interp.recall.activations import RecallActivations, group_answer_scores, prefix_groups, prompt_tails
 from interp.recall.attribution import direct_logit_attribution
 
 
@@ -88,13 +88,14 @@ def relation_mean_z(acts: RecallActivations, layers: Sequence[int]) -> dict[int,
 
 
 def _mean_ablated_probs(model: Model, acts: RecallActivations, heads: list[Head], means: dict, batch_size: int, desc: str,
-                        from_layer: Optional[int] = None) -> torch.Tensor:
+                        from_layer: Optional[int] = None, last_only: bool = True) -> torch.Tensor:
     """Answer probability of each prompt with ``heads`` mean-ablated at the last position.
 
     Prompts run in one capture per shared prefix; the per-prompt means are indexed by capture rows,
     so they are re-based to each group's rows here. ``from_layer`` (at most the heads' first layer)
     re-runs only the blocks from there on, from residual streams kept on ``acts``
-    (:func:`~interp.recall.activations.prompt_tails`; exact), where the model allows it.
+    (:func:`~interp.recall.activations.prompt_tails`; exact), where the model allows it, and with
+    ``last_only`` on the last token alone: the ablation changes no earlier position.
     """
     p = acts.prompts
     prob = torch.zeros(len(p))
@@ -102,10 +103,8 @@ def _mean_ablated_probs(model: Model, acts: RecallActivations, heads: list[Head]
     for g, rows in enumerate(prefix_groups(p)):
         idx = torch.tensor(rows)
         m = {L: means[L][idx] for L in {h[0] for h in heads}}
-        with ablate_heads(model, heads, mode="mean", means=m, positions="last"):
-            lg = group_logits(model, acts, g, rows, tails, batch_size, desc)
-        ans = torch.tensor([p.answer_ids[i] for i in rows])
-        prob[idx] = torch.softmax(lg.float(), -1).gather(1, ans[:, None])[:, 0]
+        with ablate_heads(model, heads, mode="mean", means=m, positions="last"):  # the last position only
+            prob[idx] = group_answer_scores(model, acts, g, rows, tails, batch_size, desc, last_only=last_only)[0]
     return prob
 
 

@@ -47,7 +47,7 @@ from interp.errors import InterpError
 from interp.model import Model
 from interp.recall import sources
 from interp.recall.ablation import Head, ablate_heads, ablation_hooks, head_name
-from interp.recall.activations import RecallActivations, collect_activations, group_logits, prefix_groups, prompt_tails
+from interp.recall.activations import RecallActivations, collect_activations, group_answer_scores, prefix_groups, prompt_tails
 from interp.scoring import target_logprobs
 from interp.tail import TailCache, tail_supported
 from interp.recall.anti_overconfidence import log_frequency, next_token_stats
@@ -173,8 +173,8 @@ def select_suppressor_heads(
 
     def measure(hs: list[Head]) -> tuple[float, float]:
         with ablate_heads(model, hs, mode=mode, means=m, scale=scale):
-            return pool([evaluate_recall(model, a, batch_size, desc=f"train {','.join(map(head_name, hs))}", from_layer=last)
-                         for a in train])
+            return pool([evaluate_recall(model, a, batch_size, desc=f"train {','.join(map(head_name, hs))}", from_layer=last,
+                                         last_only=True) for a in train])
 
     dla = []
     for a in train:
@@ -209,7 +209,7 @@ def select_suppressor_heads(
 
 
 def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32, desc: str = "evaluate",
-                    from_layer: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    from_layer: Optional[int] = None, last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Answer probability and correctness of every prompt under whatever hooks are active.
 
     Args:
@@ -221,6 +221,9 @@ def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32,
             residual streams entering it are computed once per prompt set and kept, and each
             evaluation re-runs only the blocks from there on (:mod:`interp.tail`; exact). None:
             whole forward passes.
+        last_only: with ``from_layer``, the active hooks change nothing that the last position reads
+            at earlier positions (final-block head outputs or MLP, say), so each prompt's last token
+            is re-run alone (:meth:`interp.tail.TailCache.logits`).
 
     Returns:
         ``(answer_prob, correct)`` per prompt of ``acts.prompts``.
@@ -230,11 +233,8 @@ def evaluate_recall(model: Model, acts: RecallActivations, batch_size: int = 32,
     ok = torch.zeros(len(p), dtype=torch.bool)
     tails = prompt_tails(model, acts, from_layer, batch_size) if from_layer is not None else None
     for g, rows in enumerate(prefix_groups(p)):
-        lg = group_logits(model, acts, g, rows, tails, batch_size, desc).float()
-        ans = torch.tensor([p.answer_ids[i] for i in rows])
         idx = torch.tensor(rows)
-        prob[idx] = torch.softmax(lg, -1).gather(1, ans[:, None])[:, 0]
-        ok[idx] = lg.argmax(-1) == ans
+        prob[idx], ok[idx] = group_answer_scores(model, acts, g, rows, tails, batch_size, desc, last_only=last_only)
     return prob, ok
 
 
@@ -351,6 +351,12 @@ class Mitigation:
             layers.append(model.n_layers - 1)
         return min(layers) if layers else None
 
+    def last_position_only(self, model: Model) -> bool:
+        """Whether the last position's logits under it need only the last token re-run: it acts in
+        the final block alone, after that block's keys and values (head outputs, the MLP's output),
+        so the earlier positions' keys and values there are the unchanged model's."""
+        return self.start_layer(model) == model.n_layers - 1
+
     def describe(self) -> str:
         """One line: the method, its heads and factor (``none`` for no change)."""
         parts = []
@@ -372,8 +378,8 @@ def measure_mitigation(model: Model, acts: Sequence[RecallActivations], mit: Mit
     if mit.method == "none":
         return _pool([(a.answer_prob, a.correct) for a in acts])
     with model.hooks(mit.hooks(model)):
-        return _pool([evaluate_recall(model, a, batch_size, desc=f"train {mit.method}", from_layer=mit.start_layer(model))
-                      for a in acts])
+        return _pool([evaluate_recall(model, a, batch_size, desc=f"train {mit.method}", from_layer=mit.start_layer(model),
+                                      last_only=mit.last_position_only(model)) for a in acts])
 
 
 def perplexity(model: Model, texts: Sequence[str], mit: Optional[Mitigation] = None, max_tokens: int = 256,
@@ -515,7 +521,7 @@ def mitigation_table(
         elif mit.method != "none":
             with model.hooks(mit.hooks(model)):
                 after_p, after_ok = evaluate_recall(model, acts, batch_size, desc=f"{mit.method} {facts} {label}",
-                                                    from_layer=mit.start_layer(model))
+                                                    from_layer=mit.start_layer(model), last_only=mit.last_position_only(model))
         else:
             after_p, after_ok = acts.answer_prob, acts.correct
         rels = [f.relation for f in acts.prompts.facts]

@@ -81,9 +81,10 @@ def test_head_outputs_sum_to_attention_output(name, request):
 
 @pytest.mark.parametrize("name", ["smollm", "gemma", "qwen"])
 def test_last_block_reruns_match_whole_passes(name, request):
-    """The recall mitigation's evaluations re-run only the final block (interp.tail): exact on each
-    real family, sliding windows and post-norms included."""
-    from interp.tail import TailCache, tail_supported
+    """The recall mitigation's evaluations re-run only the final block (interp.tail), and there only
+    the last token on the kept keys and values: exact on each real family, sliding windows and
+    post-norms included."""
+    from interp.tail import TailCache, last_only_supported, tail_supported
 
     model = request.getfixturevalue(name)
     assert tail_supported(model)
@@ -97,8 +98,12 @@ def test_last_block_reruns_match_whole_passes(name, request):
 
     with model.hooks([(model.hook("z", last), zero_head)]):
         ref = capture(model, seqs, logits=True, progress=False).logits.float()
-        got = torch.stack(TailCache(model, seqs, last).logits("last"))
+        tail = TailCache(model, seqs, last)
+        got = torch.stack(tail.logits("last"))
+        fast = torch.stack(tail.logits("last", last_only=True))
     assert torch.allclose(ref, got, atol=1e-3 * ref.abs().max().item())
+    assert last_only_supported(model)
+    assert torch.allclose(ref, fast, atol=1e-3 * ref.abs().max().item())
 
 
 def test_mixed_bf16_keeps_qwen_answer_probabilities(qwen):

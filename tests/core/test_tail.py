@@ -70,3 +70,65 @@ def test_recall_evaluation_and_perplexity_from_the_last_block_match_whole_passes
     assert perplexity(m, texts, tail=tail) == pytest.approx(perplexity(m, texts), rel=1e-5)
     early = Mitigation("heads", [(0, 1)], "zero")  # acts before the cached block: whole passes are used
     assert perplexity(m, texts, early, tail=tail) == pytest.approx(perplexity(m, texts, early), rel=1e-6)
+
+
+def _scale_last_position_head1(z, hook):
+    from interp.capture import current_batch
+
+    info = current_batch()
+    z = z.clone()
+    rows = torch.arange(z.shape[0])
+    z[rows, info.last, 1] = z[rows, info.last, 1] * 0.3
+    return z
+
+
+@pytest.mark.parametrize("family", [f for f in TINY_FAMILIES if f not in ("gpt2", "opt")])
+def test_last_token_reruns_equal_whole_passes_where_earlier_positions_are_unchanged(family):
+    # ragged lengths, batches of 2, one sequence of a single token: the last token alone on the
+    # kept keys and values equals a whole pass (a final-block ablation at every position, and a
+    # last-position ablation from a middle block)
+    from interp.tail import last_only_supported
+
+    m = tiny_model(family)
+    assert last_only_supported(m)
+    last = m.n_layers - 1
+    seqs = SEQS + [[33], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]
+    final = TailCache(m, seqs, last, batch_size=2)
+    with m.hooks([(m.hook("z", last), _zero_head0)]):
+        ref = capture(m, seqs, logits=True, progress=False).logits.float()
+        got = torch.stack(final.logits("last", last_only=True))
+        again = torch.stack(final.logits("last", last_only=True))  # from the kept keys and values
+    assert torch.allclose(ref, got, atol=1e-5) and torch.equal(got, again)
+    assert final.__dict__["_ctx"]  # the contexts were kept
+    middle = TailCache(m, seqs, 1, batch_size=2)
+    with m.hooks([(m.hook("z", 1), _scale_last_position_head1), (m.hook("z", last), _scale_last_position_head1)]):
+        ref = capture(m, seqs, logits=True, progress=False).logits.float()
+        got = torch.stack(middle.logits("last", last_only=True))
+    assert torch.allclose(ref, got, atol=1e-5)
+    assert not torch.allclose(ref, capture(m, seqs, logits=True, progress=False).logits.float(), atol=1e-4)
+
+
+def test_last_token_reruns_are_wrong_for_an_ablation_that_changes_earlier_positions_in_a_middle_block():
+    # what last_only's contract excludes: the earlier positions' keys and values in later blocks
+    # are the unchanged model's, so an ablation at every position of block 1 is not reproduced
+    m = tiny_model("llama")
+    tail = TailCache(m, SEQS, 1)
+    with m.hooks([(m.hook("z", 1), _zero_head0)]):
+        ref = capture(m, SEQS, logits=True, progress=False).logits.float()
+        whole = torch.stack(tail.logits("last"))
+        fast = torch.stack(tail.logits("last", last_only=True))
+    assert torch.allclose(ref, whole, atol=1e-5)
+    assert not torch.allclose(ref, fast, atol=1e-4)
+
+
+def test_hooks_are_set_aside_and_restored():
+    from interp.tail import hooks_suspended
+
+    m = tiny_model("llama")
+    with m.hooks([(m.hook("z", 0), _zero_head0)]):
+        hooked = capture(m, SEQS, logits=True, progress=False).logits
+        with hooks_suspended(m):
+            plain = capture(m, SEQS, logits=True, progress=False).logits
+        again = capture(m, SEQS, logits=True, progress=False).logits
+    assert torch.equal(plain, capture(m, SEQS, logits=True, progress=False).logits)
+    assert torch.equal(hooked, again) and not torch.allclose(hooked, plain, atol=1e-4)
