@@ -9,6 +9,8 @@ above the target's as a boolean sum 217 ms. The rank is counted here as ``(z - z
 
 from __future__ import annotations
 
+from typing import Callable, Optional, Sequence
+
 import torch
 from jaxtyping import Float, Int
 
@@ -27,3 +29,39 @@ def target_logprobs_ranks(
     idx = targets[..., None].to(z.device)
     rank = (z - z.gather(-1, idx)).gt_(0).sum(-1).long()
     return torch.log_softmax(z, -1).gather(-1, idx)[..., 0], rank
+
+
+def next_token_nll(
+    unembed: Callable[[torch.Tensor], torch.Tensor],
+    finals: Sequence[Float[torch.Tensor, "pos d_model"]],
+    texts: Sequence[Sequence[int]],
+    score_from: Optional[Sequence[int]] = None,
+    chunk: int = 512,
+) -> list[Float[torch.Tensor, "scored"]]:
+    """Per text, the negative log-likelihood (nats) of each scored token given the tokens before it.
+
+    Args:
+        unembed: logits from the vectors in ``finals`` (the model's LM head on final hidden states,
+            or its final norm and unembedding on the last block's output).
+        finals: per text, the vectors at its positions (at least ``len(text) - 1`` of them).
+        texts: token id lists.
+        score_from: per text, the first position whose token is scored (default 1: every token
+            after the first).
+        chunk: scored positions unembedded per product. Every text's positions go through the
+            unembedding together: one large product instead of one small one per text, and no
+            text's logits at every position are held at once.
+    """
+    starts = list(score_from) if score_from is not None else [1] * len(texts)
+    spans, targets = [], []
+    for x, ids, s in zip(finals, texts, starts):
+        s = max(1, int(s))
+        spans.append(x[s - 1 : len(ids) - 1])
+        targets.append(torch.tensor([int(t) for t in ids[s:]], dtype=torch.long))
+    if not spans:
+        return []
+    h, tgt = torch.cat(spans), torch.cat(targets)
+    out = []
+    with torch.no_grad():
+        for a in range(0, len(h), chunk):
+            out.append(-target_logprobs(unembed(h[a : a + chunk]), tgt[a : a + chunk]).cpu())
+    return list(torch.cat(out).split([len(t) for t in targets]))

@@ -35,6 +35,8 @@ from interp.model import Model
 from interp.recall.activations import RecallActivations
 from interp.recall.argument_heads import head_outputs
 from interp.recall.attribution import component_logits, direct_logit_attribution, final_norm_linear
+from interp.scoring import next_token_nll
+from interp.tail import lm_head
 
 
 def next_token_stats(
@@ -63,10 +65,28 @@ def next_token_stats(
     toks = [t for t in toks if len(t) >= 2]
     if not toks:
         raise InterpError("no text of at least 2 tokens to measure")
-    mean = torch.zeros(model.d_vocab, dtype=torch.float64)
-    nll, count = 0.0, 0
     if tail is not None and tail.seqs != toks:
         raise InterpError("the tail cache holds other texts than the ones measured")
+    if not mean_distribution:  # only the scored tokens' log-probabilities, a chunk of positions at a time
+        hook = model.hook("resid_post", model.n_layers - 1)
+
+        def unembed(x: torch.Tensor) -> torch.Tensor:  # the model's own final norm (unless the tail applied it) and LM head
+            x = x.to(model.device, model.dtype)
+            return lm_head(model, x if tail is not None else model.final_norm(x))
+
+        nll_sum, count = 0.0, 0
+        for a in track(range(0, len(toks), batch_size), desc="generic text", unit="batch", disable=len(toks) <= batch_size):
+            chunk = toks[a : a + batch_size]
+            if tail is not None:
+                finals = tail.hidden(rows=range(a, a + len(chunk)))
+            else:
+                finals = capture(model, chunk, hooks=[hook], positions="all", batch_size=batch_size, progress=False).acts[hook]
+            for x in next_token_nll(unembed, finals, chunk):
+                nll_sum += float(x.double().sum())
+                count += len(x)
+        return None, float(np.exp(nll_sum / count)), count
+    mean = torch.zeros(model.d_vocab, dtype=torch.float64)
+    nll, count = 0.0, 0
     for a in track(range(0, len(toks), batch_size), desc="generic text", unit="batch", disable=len(toks) <= batch_size):
         chunk = toks[a : a + batch_size]
         if tail is not None:

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
 
 import interp
 from interp import corpus as corpus_mod
 from interp.errors import InterpError
 from interp.model import Model
-from interp.scoring import target_logprobs
+from interp.scoring import next_token_nll
 from interp.tail import TailCache, lm_head, tail_supported
 
 
@@ -81,6 +80,9 @@ def token_nll(
     if not texts:
         return []
     starts = list(score_from) if score_from is not None else [1] * len(texts)
+    for ids, s in zip(texts, starts):
+        if max(1, int(s)) >= len(ids):
+            raise InterpError("a perplexity text has nothing to score after its prompt")
     if tail is not None:
         if tail.seqs != [list(map(int, t)) for t in texts]:
             raise InterpError("the tail cache holds other texts than the ones scored")
@@ -89,22 +91,8 @@ def token_nll(
         hook = model.hook("resid_post", model.n_layers - 1)
         finals = interp.capture(model, list(texts), hooks=[hook], positions="all", batch_size=batch_size, progress=False).acts[hook]
         unembed = model.unembed
-    spans, targets = [], []
-    for x, ids, s in zip(finals, texts, starts):
-        s = max(1, int(s))
-        if s >= len(ids):
-            raise InterpError("a perplexity text has nothing to score after its prompt")
-        spans.append(x[s - 1 : len(ids) - 1])
-        targets.append(torch.tensor(list(ids[s:])))
-    # every text's scored positions go through the unembedding together, ``unembed_chunk`` at a
-    # time: one large product instead of one small one per text
-    h, tgt = torch.cat(spans), torch.cat(targets)
-    nll = []
-    with torch.no_grad():
-        for a in range(0, len(h), unembed_chunk):
-            logits = unembed(h[a : a + unembed_chunk].to(model.device, model.dtype))
-            nll.append(-target_logprobs(logits, tgt[a : a + unembed_chunk]).cpu())
-    return [float(x.mean()) for x in torch.cat(nll).split([len(t) for t in targets])]
+    nll = next_token_nll(lambda x: unembed(x.to(model.device, model.dtype)), finals, texts, starts, unembed_chunk)
+    return [float(x.mean()) for x in nll]
 
 
 def perplexity(nlls: Sequence[float]) -> float:

@@ -132,3 +132,25 @@ def test_hooks_are_set_aside_and_restored():
         again = capture(m, SEQS, logits=True, progress=False).logits
     assert torch.equal(plain, capture(m, SEQS, logits=True, progress=False).logits)
     assert torch.equal(hooked, again) and not torch.allclose(hooked, plain, atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gpt2"])
+def test_perplexity_from_scored_positions_equals_the_whole_logits_path(family):
+    # the perplexity alone is read from the scored positions a chunk at a time (interp.scoring.next_token_nll);
+    # with the mean next-token distribution it comes from every position's logits: the same number,
+    # from whole passes and from a final-block tail (GPT-2: whole passes only)
+    from interp.recall.anti_overconfidence import next_token_stats
+    from interp.recall.mitigation import text_tail
+
+    m = tiny_model(family)
+    texts = ["The capital of France is Paris.", "Gold has the chemical symbol Au and is a metal.", "Hi"]
+    _, ref, n_ref = next_token_stats(m, texts, batch_size=2)
+    mean, got, n = next_token_stats(m, texts, batch_size=2, mean_distribution=False)
+    assert mean is None and n == n_ref and got == pytest.approx(ref, rel=1e-5)
+    tail = text_tail(m, texts, m.n_layers - 1)
+    assert (tail is None) == (family == "gpt2")
+    if tail is not None:
+        with m.hooks([(m.hook("z", m.n_layers - 1), _zero_head0)]):
+            _, ref, _ = next_token_stats(m, texts, batch_size=2)
+            got = next_token_stats(m, texts, batch_size=2, mean_distribution=False, tail=tail)[1]
+        assert got == pytest.approx(ref, rel=1e-5)
