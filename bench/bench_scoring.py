@@ -13,7 +13,6 @@ Both paths start from the same logits; the numbers they give are compared too.
 """
 
 import argparse
-import time
 
 import torch
 
@@ -22,14 +21,7 @@ from interp.corpus import natural_texts
 from interp.recall.anti_overconfidence import next_token_stats
 from interp.recall.logit_lens import readout_answer
 
-
-def timed(fn, repeats=2):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+from commands import timed  # this folder is on sys.path when run as a script
 
 
 def log_softmax_readout(model, resid, answer_ids, chunk=256):

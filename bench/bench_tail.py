@@ -14,7 +14,6 @@ correctness are compared too.
 """
 
 import argparse
-import time
 
 import torch
 
@@ -24,14 +23,7 @@ from interp.recall.argument_heads import _mean_ablated_probs, relation_mean_z
 from interp.recall.facts import build_prompts, load_relations
 from interp.recall.mitigation import Mitigation, evaluate_recall
 
-
-def timed(fn, repeats=2):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+from commands import timed  # this folder is on sys.path when run as a script
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""What the benchmarks that time whole commands share: not run itself, imported by the scripts beside
-it (``python bench/bench_scale.py``, ``python bench/bench_shard_passes.py``)."""
+"""What the benchmarks share: not run itself, imported by the scripts beside it (``python
+bench/bench_scale.py``, ``python bench/bench_scoring.py``, ...), whose folder is on ``sys.path``."""
 
 from __future__ import annotations
 
@@ -29,3 +29,13 @@ def timed_run(cmd: list[str], env: dict[str, str]) -> float:
     if r.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-3000:]}")
     return time.perf_counter() - t
+
+
+def timed(fn, repeats=2):
+    """``(best wall seconds of repeats calls of fn, fn's last result)``."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out

@@ -168,11 +168,19 @@ class TailCache:
         self.resid = [r.float().cpu() for r in streams]
         return self
 
-    def _stream(self, i: int, n: int) -> torch.Tensor:
-        """The first ``n`` positions of sequence ``i``'s stream (prefix included)."""
-        if self.head is None:
-            return self.resid[i][:n]
-        return torch.cat([self.head, self.resid[i]])[:n]
+    def _padded(self, rows: list[int], n: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The streams of ``rows`` over their first ``n[j]`` positions (prefix included), right-padded
+        to the longest, ``[batch, max n, d_model]``, and their mask."""
+        P = 0 if self.head is None else len(self.head)
+        x = torch.zeros(len(rows), max(n), self.resid[0].shape[-1])
+        mask = torch.zeros(len(rows), max(n), dtype=torch.long)
+        for j, (i, k) in enumerate(zip(rows, n)):
+            if P:
+                x[j, : min(P, k)] = self.head[:k]
+            if k > P:
+                x[j, P:k] = self.resid[i][: k - P]
+            mask[j, :k] = 1
+        return x, mask
 
     def logits(self, positions: Literal["last", "all"] = "last", rows: Optional[Sequence[int]] = None,
                desc: Optional[str] = None, last_only: bool = False) -> list[torch.Tensor]:
@@ -243,13 +251,8 @@ class TailCache:
         key = tuple(rows)
         if key not in kept:
             base, _ = decoder_layers(self.model.hf_model)
-            n = [len(self.seqs[i]) - 1 for i in rows]
-            T, d = max(n), self.resid[0].shape[-1]
-            x = torch.zeros(len(rows), T, d)
-            mask = torch.zeros(len(rows), T, dtype=torch.long)
-            for j, i in enumerate(rows):
-                x[j, : n[j]] = self._stream(i, n[j])
-                mask[j, : n[j]] = 1
+            x, mask = self._padded(rows, [len(self.seqs[i]) - 1 for i in rows])
+            T = x.shape[1]
             cache = DynamicCache(config=base.config)
             with torch.no_grad(), hooks_suspended(self.model):
                 blocks_from(self.model, x, mask, self.start, past_key_values=cache)
@@ -264,7 +267,7 @@ class TailCache:
         from interp.capture import BatchInfo, running
 
         lengths = torch.tensor([len(self.seqs[i]) for i in rows])
-        x = torch.stack([self._stream(i, len(self.seqs[i]))[-1:] for i in rows])
+        x = torch.stack([self.resid[i][-1:] if len(self.resid[i]) else self.head[-1:] for i in rows])  # each last position
         cache, mask = self._contexts(rows)
         info = BatchInfo(lengths, 0, torch.zeros(len(rows), dtype=torch.long), torch.tensor(rows), "decode")
         with torch.no_grad(), running(info):
@@ -276,18 +279,8 @@ class TailCache:
         """Final hidden states ``[batch, max len, d_model]`` of blocks ``start ..`` re-run on ``rows`` whole."""
         from interp.capture import BatchInfo, running
 
-        d = self.resid[0].shape[-1]
-        P = 0 if self.head is None else len(self.head)
-        T = max(len(self.seqs[i]) for i in rows)
-        x = torch.zeros(len(rows), T, d)
-        mask = torch.zeros(len(rows), T, dtype=torch.long)
-        for j, i in enumerate(rows):
-            n = len(self.seqs[i])
-            if P:
-                x[j, :P] = self.head
-            x[j, P:n] = self.resid[i]
-            mask[j, :n] = 1
         lengths = torch.tensor([len(self.seqs[i]) for i in rows])
+        x, mask = self._padded(rows, lengths.tolist())
         with running(BatchInfo(lengths, 0, lengths - 1, torch.tensor(rows))):
             return _tail_forward(self.model, x, mask, self.start)
 
@@ -307,8 +300,11 @@ class TailCache:
                 else:  # a one-token sequence has no earlier positions: its whole tail is its last token
                     ctx = [i for i in rows if len(self.seqs[i]) >= 2]
                     one = [i for i in rows if len(self.seqs[i]) < 2]
-                    parts = ([(ctx, lm_head(self.model, self._last_token_hidden(ctx)))] if ctx else []) + \
-                            ([(one, lm_head(self.model, self._whole_tails(one)[:, 0]))] if one else [])
+                    parts = []
+                    if ctx:
+                        parts.append((ctx, lm_head(self.model, self._last_token_hidden(ctx))))
+                    if one:
+                        parts.append((one, lm_head(self.model, self._whole_tails(one)[:, 0])))
             yield from parts
 
     def _logits(self, positions: str, want: list[int], desc: Optional[str] = None) -> dict[int, torch.Tensor]:
