@@ -21,8 +21,6 @@ from interp.corpus import natural_texts
 from interp.recall.anti_overconfidence import next_token_stats
 from interp.recall.logit_lens import readout_answer
 
-from commands import timed  # this folder is on sys.path when run as a script
-
 
 def log_softmax_readout(model, resid, answer_ids, chunk=256):
     """The read-out as it was: log-softmax, gather, exponent, and the rank as a boolean sum."""
@@ -36,6 +34,8 @@ def log_softmax_readout(model, resid, answer_ids, chunk=256):
 
 
 if __name__ == "__main__":
+    from commands import timed  # this folder is on sys.path when run as a script
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="gemma-3-270m")
     ap.add_argument("--dtype", default=None, help="e.g. bfloat16 (the mixed policy)")

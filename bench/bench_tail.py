@@ -23,10 +23,10 @@ from interp.recall.argument_heads import _mean_ablated_probs, relation_mean_z
 from interp.recall.facts import build_prompts, load_relations
 from interp.recall.mitigation import Mitigation, evaluate_recall
 
-from commands import timed  # this folder is on sys.path when run as a script
-
 
 if __name__ == "__main__":
+    from commands import timed  # this folder is on sys.path when run as a script
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="gemma-3-270m")
     ap.add_argument("--dtype", default=None, help="e.g. bfloat16 (the mixed policy)")
