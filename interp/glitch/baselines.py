@@ -7,8 +7,9 @@ the oracle).
 
 The token-statistics detector asks whether the activations carry anything that the token's text and
 weights do not: it trains the same scaler -> PCA -> SVM on the same labelled sample, with features
-that need no forward pass (length, leading space, letters/digits/case, the token id (BPE merge order,
-a frequency proxy), embedding and unembedding norms).
+that need no forward pass (:func:`token_statistics`: the token's text, how the tokenizer splits it
+again, its word frequency, the token id (BPE merge order, a frequency proxy), embedding and
+unembedding norms).
 """
 
 from __future__ import annotations
@@ -85,11 +86,35 @@ def magikarp_search(
 
 
 TOKEN_STATISTICS = ("chars", "chars_stripped", "leading_space", "alphabetic", "capitalised", "all_caps", "has_digit",
-                    "n_punctuation", "ascii", "id_rank", "embed_norm", "unembed_norm")
+                    "n_punctuation", "ascii", "id_rank", "embed_norm", "unembed_norm",
+                    "pieces", "pieces_spaced", "pieces_lower", "pieces_spaced_lower", "pieces_upper", "round_trip",
+                    "vowel_share", "consonant_run", "zipf")
+
+_VOWELS = set("aeiouyAEIOUY")
+
+
+def _consonant_run(text: str) -> int:
+    """The longest run of consecutive letters that are not vowels."""
+    best = run = 0
+    for c in text:
+        run = run + 1 if c.isalpha() and c not in _VOWELS else 0
+        best = max(best, run)
+    return best
 
 
 def token_statistics(model: Model, token_ids: Sequence[int]) -> pd.DataFrame:
     """Per-token features that need no forward pass (columns :data:`TOKEN_STATISTICS`).
+
+    - the token's text: length with and without surrounding whitespace, a leading space, letters,
+      case, digits, punctuation, ASCII, share of vowels, longest consonant run;
+    - its place in the vocabulary and weights: id rank (BPE merge order, a frequency proxy),
+      embedding and unembedding norms;
+    - how the tokenizer splits the stripped text again (``pieces``: alone; ``pieces_spaced``: after
+      a space; ``pieces_lower`` / ``pieces_spaced_lower`` / ``pieces_upper``: its other cases) and
+      whether the token's own text encodes back to it (``round_trip``): a word the model must
+      rebuild from pieces to repeat it is harder to repeat;
+    - ``zipf``: the stripped text's word frequency (``wordfreq``, English, case-folded, 0 where
+      unknown).
 
     Args:
         model: the model handle.
@@ -98,22 +123,40 @@ def token_statistics(model: Model, token_ids: Sequence[int]) -> pd.DataFrame:
     Returns:
         One row per token, in the order of ``token_ids``.
     """
+    from wordfreq import zipf_frequency
+
     ids = np.asarray([int(t) for t in token_ids], dtype=int)
     if len(ids) and not (0 <= ids.min() and ids.max() < model.d_vocab):
         raise InterpError(f"token ids out of range 0..{model.d_vocab - 1}")
     with torch.no_grad():
         e_norm = model.W_E.detach().to("cpu", torch.float32).norm(dim=-1).numpy()
         u_norm = model.W_U.detach().to("cpu", torch.float32).norm(dim=0).numpy()
+    tok = model.tokenizer
+    texts = [tok.decode([int(t)]) for t in ids]
+    cores = [t.strip() for t in texts]
     rows = []
-    for t in ids:
-        text = model.tokenizer.decode([int(t)])
-        core = text.strip()
+    for text, core in zip(texts, cores):
         rows.append((len(text), len(core), text[:1].isspace(), core.isalpha(), core[:1].isupper(), core.isupper(),
                      any(c.isdigit() for c in core), sum(not c.isalnum() for c in core), core.isascii()))
     df = pd.DataFrame(rows, columns=list(TOKEN_STATISTICS[:9])).astype(float)
     df["id_rank"] = ids / max(1, model.d_vocab - 1)
     df["embed_norm"] = e_norm[ids]
     df["unembed_norm"] = u_norm[ids]
+
+    def pieces(strings: list[str]) -> np.ndarray:
+        enc = tok(strings, add_special_tokens=False)["input_ids"] if strings else []
+        return np.array([len(e) if s else 0 for s, e in zip(strings, enc)], dtype=float)
+
+    df["pieces"] = pieces(cores)
+    df["pieces_spaced"] = pieces([" " + c if c else "" for c in cores])
+    df["pieces_lower"] = pieces([c.lower() for c in cores])
+    df["pieces_spaced_lower"] = pieces([" " + c.lower() if c else "" for c in cores])
+    df["pieces_upper"] = pieces([c.upper() for c in cores])
+    again = tok(texts, add_special_tokens=False)["input_ids"] if texts else []
+    df["round_trip"] = [float(list(e) == [int(t)]) for e, t in zip(again, ids)]
+    df["vowel_share"] = [sum(c in _VOWELS for c in core) / max(1, len(core)) for core in cores]
+    df["consonant_run"] = [float(_consonant_run(core)) for core in cores]
+    df["zipf"] = [zipf_frequency(core, "en") if core else 0.0 for core in cores]
     return df
 
 

@@ -175,6 +175,143 @@ def exhaustive_scan(
     return full, meta
 
 
+def consensus_paths(spec: str, folder: Union[None, str, Path] = None) -> tuple[Path, Path]:
+    """Where the consensus ground truth of ``spec`` lives: ``(csv.gz, json)`` (package data by default)."""
+    csv, meta = ground_truth_paths(spec, folder)
+    return (csv.with_name(csv.name.replace("_ground_truth", "_consensus")),
+            meta.with_name(meta.name.replace("_ground_truth", "_consensus")))
+
+
+def load_consensus(spec: str, folder: Union[None, str, Path] = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The stored consensus verdicts of a model (see :func:`consensus_scan`) and how they were made.
+
+    Returns:
+        ``(table, meta)``: one row per candidate token of the single-prompt ground truth, with
+        ``token_id``, one column per voting prompt (``glitch``/``normal``, ``""`` where the cascade did
+        not ask it) and ``consensus_all``; ``meta["prompts"]`` lists the prompts in asking order.
+    """
+    csv, meta_path = consensus_paths(spec, folder)
+    if not csv.exists() or not meta_path.exists():
+        raise InterpError(f"no stored consensus verdicts for {spec!r} at {csv}; run "
+                          f"`python -m interp.glitch.scan --model {spec} --work DIR --consensus`")
+    return pd.read_csv(csv, keep_default_na=False), json.loads(meta_path.read_text())
+
+
+def consensus_scan(
+    model: Model,
+    work: Union[str, Path],
+    *,
+    prompts: Optional[list[str]] = None,
+    templates: Optional[dict[str, RepeatTemplate]] = None,
+    chunk_size: int = 1024,
+    max_new_tokens: int = 10,
+    batch_size: int = 128,
+    folder: Union[None, str, Path] = None,
+    out_folder: Union[None, str, Path] = None,
+    note: str = "",
+    log: Optional[Any] = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Continue the stored single-prompt ground truth into the ``all``-label consensus cascade.
+
+    The single prompt's verdict on every candidate is read from the stored ground truth (made by
+    :func:`exhaustive_scan` with the same prompt, checked by its token ids); each later prompt of
+    :data:`interp.glitch.consensus.ORACLE_PROMPTS` is asked only about the tokens every earlier prompt
+    called glitch, chunk by chunk (resumable, like the scan). Every verdict asked is kept.
+
+    Args:
+        model: the model handle.
+        work: folder for chunk files (kept between restarts).
+        prompts: the voting prompts after the single prompt (default: the rest of the registry).
+        templates: name -> prompt instead of the registry's, the stored single prompt first (for a
+            model whose context cannot hold the registry's few-shot prompts).
+        chunk_size: single-prompt glitch tokens per chunk file.
+        max_new_tokens, batch_size: as in :func:`repeat_oracle`.
+        folder: where the single-prompt ground truth is read (default: package data).
+        out_folder: where the consensus verdicts are written (default: package data).
+        note: a remark stored in the JSON.
+        log: a writable text stream for progress lines.
+
+    Returns:
+        ``(table, meta)`` as written (see :func:`load_consensus`).
+    """
+    from interp.glitch.consensus import ORACLE_PROMPTS, SINGLE_PROMPT, consensus_labels, consensus_oracle, oracle_templates
+
+    truth, truth_meta = load_ground_truth(model.spec, folder)
+    if templates is None:
+        later = [n for n in ORACLE_PROMPTS if n != SINGLE_PROMPT] if prompts is None else list(prompts)
+        if SINGLE_PROMPT in later:
+            raise InterpError(f"the single prompt {SINGLE_PROMPT!r} is read from the stored ground truth; name only later prompts")
+        tpls = oracle_templates(model, [SINGLE_PROMPT, *later])
+    else:
+        if len(templates) < 2 or next(iter(templates)) != SINGLE_PROMPT:
+            raise InterpError(f"templates must name {SINGLE_PROMPT!r} first and at least one later prompt")
+        tpls = dict(templates)
+        later = list(tpls)[1:]
+    if list(tpls[SINGLE_PROMPT].prefix_ids) != list(truth_meta.get("prefix_ids", [])):
+        raise InterpError(f"the stored ground truth of {model.spec!r} was made with another prompt than {SINGLE_PROMPT!r}")
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    cand = truth[truth.cls.isin(["glitch", "normal"])]
+    glitch_ids = cand.loc[cand.cls == "glitch", "token_id"].astype(int).to_numpy()
+    starts = list(range(0, len(glitch_ids), chunk_size))
+    for k, s in enumerate(starts):
+        path = work / f"consensus_{s:06d}.csv.gz"
+        if path.exists():
+            continue
+        ids = glitch_ids[s:s + chunk_size].tolist()
+        res = consensus_oracle(model, ids, {n: tpls[n] for n in later}, cascade=True, max_new_tokens=max_new_tokens,
+                               batch_size=batch_size, progress=False)
+        tab = res.table[["token_id", *later]].copy()
+        for n in later:
+            tab[f"seconds_{n}"] = res.seconds[n]
+            tab[f"calls_{n}"] = res.calls[n]
+        tmp = path.with_suffix(".tmp")
+        tab.to_csv(tmp, index=False, compression="gzip")
+        tmp.rename(path)
+        if log is not None:
+            log.write(f"{time.strftime('%H:%M:%S')} chunk {k + 1}/{len(starts)}: "
+                      + ", ".join(f"{n} {res.calls[n]} asked {res.seconds[n]:.0f}s" for n in later)
+                      + f"; {len(res.glitch_ids)} glitch under all\n")
+            log.flush()
+    parts = [pd.read_csv(work / f"consensus_{s:06d}.csv.gz", keep_default_na=False) for s in starts]
+    asked = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["token_id", *later])
+    seconds = {n: float(sum(p[f"seconds_{n}"].iloc[0] for p in parts if len(p))) for n in later}
+    calls = {n: int(sum(p[f"calls_{n}"].iloc[0] for p in parts if len(p))) for n in later}
+    table = pd.DataFrame({"token_id": cand.token_id.astype(int).to_numpy(), SINGLE_PROMPT: cand.cls.to_numpy()})
+    table = table.merge(asked[["token_id", *later]], on="token_id", how="left").fillna("")
+    table = pd.concat([table, consensus_labels(table, [SINGLE_PROMPT, *later])[["consensus_all"]]], axis=1)
+    counts = table.consensus_all.value_counts()
+    meta = {
+        "model": model.spec,
+        "weight_hash": model.weight_hash,
+        "prompts": [SINGLE_PROMPT, *later],
+        "templates": {n: t.describe() for n, t in tpls.items()},
+        "single_prompt_from": ground_truth_paths(model.spec, folder)[0].name,
+        "single_prompt_scan_s_per_call": float(truth_meta["wall_time_s"]) / max(1, len(table)),
+        "single_prompt_scan_note": "the stored single-prompt scan's oracle time per candidate (its own machine and load)",
+        "n_candidates": int(len(table)),
+        "counts_consensus_all": {k: int(v) for k, v in counts.items()},
+        "calls": {SINGLE_PROMPT: int(len(table)), **calls},
+        "seconds": seconds,
+        "s_per_call": {n: seconds[n] / calls[n] for n in later if calls[n]},
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "chunk_size": chunk_size,
+        "decision_rule": "consensus_all: glitch when every prompt says glitch; the cascade asks a prompt only about tokens "
+                         "every earlier prompt called glitch (one normal settles it)",
+        "note": note,
+        "threads": int(__import__("torch").get_num_threads()),
+        "versions": _versions(),
+        "dtype": str(model.dtype),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    csv, meta_path = consensus_paths(model.spec, out_folder)
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(csv, index=False, compression="gzip")
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return table, meta
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Command line: ``python -m interp.glitch.scan --model SPEC --work DIR``."""
     import sys
@@ -192,7 +329,17 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--shard", default="0/1", help="i/n: scan every n-th chunk starting at i")
     ap.add_argument("--note", default="", help="a remark stored in the JSON")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--consensus", action="store_true",
+                    help="continue the stored single-prompt ground truth into the all-prompts consensus cascade")
     a = ap.parse_args(argv)
+    if a.consensus:
+        from interp.model import load_model as _load
+
+        table, meta = consensus_scan(_load(a.model, device=a.device), a.work, chunk_size=a.chunk_size,
+                                     max_new_tokens=a.max_new_tokens, batch_size=min(a.batch_size, 128), folder=a.out,
+                                     out_folder=a.out, note=a.note, log=sys.stdout)
+        print(json.dumps(meta["counts_consensus_all"]), {k: f"{v:.0f}s" for k, v in meta["seconds"].items()})
+        return
     world = distributed.init(a.device)
     if world.size > 1:  # launched by torchrun: ranks share the chunks, rank 0 writes the ground truth
         i, n = world.rank, world.size

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from interp import InterpError
@@ -18,6 +19,19 @@ def test_token_statistics_read_text_and_weights(tiny):
         assert row.id_rank == pytest.approx(t / (tiny.d_vocab - 1))
     with pytest.raises(InterpError):
         token_statistics(tiny, [tiny.d_vocab])
+
+
+@pytest.mark.real_model
+def test_token_statistics_read_the_tokenization(smollm):
+    words = {" the": None, " caregivers": None, "iegel": None}
+    ids = [smollm.encode(w, prepend_bos=False) for w in words]
+    assert all(len(i) == 1 for i in ids)
+    st = token_statistics(smollm, [i[0] for i in ids]).set_index(pd.Index(list(words)))
+    assert st.loc[" the", "pieces_spaced"] == 1 and st.loc[" the", "round_trip"] == 1
+    # the word alone, without its leading space, needs more pieces than after a space
+    assert st.loc[" caregivers", "pieces"] > st.loc[" caregivers", "pieces_spaced"] == 1
+    assert st.loc[" the", "zipf"] > 7 > st.loc[" caregivers", "zipf"] > st.loc["iegel", "zipf"] == 0
+    assert st.loc["iegel", "consonant_run"] == 1 and st.loc[" caregivers", "vowel_share"] == pytest.approx(4 / 10)
 
 
 def test_statistics_detector_learns_a_rule_and_verifies(tiny_models):

@@ -33,14 +33,18 @@ def test_estimated_recall_is_exact_on_the_whole_outside_and_scales_a_sample():
 
 def test_claims_verdicts():
     base = dict(glitch_prevalence_consensus=0.05, precision_consensus=1.0, recall_consensus=0.9, f1_consensus=0.95,
-                time_ratio_consensus=0.4, repair_rate=0.3, repair_counts=True, repair_control_rate=0.1)
+                time_ratio_consensus=0.4, repair_rate=0.3, repair_counts=True, repair_control_rate=0.1,
+                search_recall_consensus=0.85, search_time_ratio_consensus=0.45)
     c = claims_table(base)
     assert list(c.columns) == ["claim", "measured", "paper", "verdict"] and (c.verdict == "reproduced").all()
     c = claims_table(dict(base, recall_consensus=0.3, f1_consensus=0.46, time_ratio_consensus=1.2, repair_rate=0.04,
-                          repair_counts=False, repair_control_rate=0.5))
-    assert c.verdict.tolist() == ["reproduced", "reproduced", "not reproduced", "not reproduced", "opposite", "opposite"]
-    c = claims_table(dict(base, time_ratio_consensus=0.3, recall_consensus=0.2, repair_rate=None))
-    assert c.verdict.tolist()[4:] == ["not reproduced", "not measurable"]  # cheap only at a low recall
+                          repair_counts=False, repair_control_rate=0.5, search_time_ratio_consensus=1.1))
+    assert c.verdict.tolist() == ["reproduced", "reproduced", "not reproduced", "not reproduced", "opposite",
+                                  "reproduced", "opposite", "opposite"]
+    c = claims_table(dict(base, time_ratio_consensus=0.3, recall_consensus=0.2, repair_rate=None,
+                          search_recall_consensus=0.5, search_time_ratio_consensus=0.2))
+    # cheap only at a low recall
+    assert c.verdict.tolist()[4:] == ["not reproduced", "not reproduced", "not reproduced", "not measurable"]
     assert set(c.verdict) <= {"reproduced", "not reproduced", "opposite", "not measurable"}
 
 
@@ -57,7 +61,7 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path):
     for k in ("vocab_size", "n_glitch_ground_truth", "precision", "recall", "f1", "time_pipeline_s", "time_exhaustive_s",
               "magikarp_recall", "repair_rate", "repair_rule_based_rate", "normal_damage_rate",
               "precision_consensus", "recall_consensus", "f1_consensus", "time_ratio_consensus", "n_glitch_consensus",
-              "repair_control_rate", "repair_damage_rate_control"):
+              "repair_control_rate", "repair_damage_rate_control", "search_recall_consensus", "search_time_ratio_consensus"):
         assert k in summary, k
     assert summary["vocab_size"] == 49152 and summary["oracle_mode"] == "stored"
     assert summary["precision"] == 1.0 and 0 < summary["recall"] <= 1
@@ -75,9 +79,14 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path):
     assert summary["agreement_n_tokens"] == 16 and summary["magikarp_reference"] in ("unreachable", "special_tokens")
     tables = {p.stem for p in (tmp_path / "glitch" / "tables").glob("*.csv")}
     assert {"glitch_tokens", "layer_distances", "method_times", "repair", "sample_ratio_sweep", "recall_cost_curve",
-            "oracle_verdicts", "claims", "consensus_eval", "consensus_threshold_sweep"} <= tables
+            "oracle_verdicts", "claims", "consensus_eval", "consensus_threshold_sweep", "search", "search_aim_sweep"} <= tables
     claims = pd.read_csv(tmp_path / "glitch" / "tables" / "claims.csv")
-    assert list(claims.columns) == ["claim", "measured", "paper", "verdict"] and len(claims) == 6
+    assert list(claims.columns) == ["claim", "measured", "paper", "verdict"] and len(claims) == 8
+    # the ranked search: its sample and its verified tokens are apart, and what it found is glitch under the consensus
+    search = pd.read_csv(tmp_path / "glitch" / "tables" / "search.csv")
+    assert len(search) == summary["n_candidates"] and not (search.in_sample & search.verified).any()
+    assert search.in_sample.sum() == summary["search_n_sampled"] and search.found.sum() == summary["search_n_found"]
+    assert 0 <= summary["search_recall_consensus"] <= 1 and summary["search_time_ratio_consensus"] > 0
     gt = pd.read_csv(tmp_path / "glitch" / "tables" / "glitch_tokens.csv")
     assert len(gt) == summary["n_glitch_ground_truth"] and gt.found.sum() == summary["n_found"]
     assert json.loads((tmp_path / "glitch" / "summary.json").read_text())["key_layers"] == summary["key_layers"]

@@ -1,6 +1,9 @@
 import json
 
 import pandas as pd
+import pytest
+
+from interp import InterpError
 
 from interp.glitch.oracle import TOKEN_CLASSES, repeat_template
 from interp.glitch.scan import exhaustive_scan, load_ground_truth
@@ -37,3 +40,58 @@ def test_stored_ground_truth_is_complete():
     for k in ("template", "decision_rule", "max_new_tokens"):
         assert k in meta["oracle"]
     assert meta["weight_hash"]
+
+
+def test_consensus_scan_continues_the_stored_label_as_a_cascade(tiny_models, tmp_path):
+    from interp.glitch.consensus import PAPER_PROMPT, PAPER_REPLY, SINGLE_PROMPT
+    from interp.glitch.scan import consensus_scan, load_consensus
+
+    m = tiny_models["gpt2"]
+    work, out = tmp_path / "work", tmp_path / "out"
+    # prompts short enough for the tiny model's 256-token context
+    tpls = {SINGLE_PROMPT: repeat_template(m, shots=("a",)), "other": repeat_template(m, shots=("b",)),
+            "paper": repeat_template(m, prompt=PAPER_PROMPT, reply=PAPER_REPLY, shots=())}
+    truth, _ = exhaustive_scan(m, work / "scan", chunk_size=32, limit=32, max_new_tokens=2, template=tpls[SINGLE_PROMPT],
+                               out_folder=out)
+    later = ["other", "paper"]
+    table, meta = consensus_scan(m, work / "cons", templates=tpls, chunk_size=8, max_new_tokens=2, folder=out, out_folder=out)
+    cand = truth[truth.cls.isin(["glitch", "normal"])]
+    assert list(table.token_id) == cand.token_id.tolist() and (table[SINGLE_PROMPT].to_numpy() == cand.cls.to_numpy()).all()
+    # a prompt is asked exactly where every earlier prompt said glitch, and the label is glitch only under all
+    still = table[SINGLE_PROMPT] == "glitch"
+    for n in later:
+        assert ((table[n] != "") == still).all()
+        still &= table[n] == "glitch"
+    assert ((table.consensus_all == "glitch") == still).all()
+    assert meta["prompts"] == [SINGLE_PROMPT, *later] and meta["calls"][later[0]] == int((cand.cls == "glitch").sum())
+    assert sum(meta["counts_consensus_all"].values()) == len(table)
+    # resumable: finished chunks are not asked again
+    chunks = sorted((work / "cons").iterdir())
+    stamps = [p.stat().st_mtime_ns for p in chunks]
+    chunks[-1].unlink()
+    table2, _ = consensus_scan(m, work / "cons", templates=tpls, chunk_size=8, max_new_tokens=2, folder=out, out_folder=out)
+    assert [p.stat().st_mtime_ns for p in chunks[:-1]] == stamps[:-1]
+    pd.testing.assert_frame_equal(table, table2)
+    stored, meta2 = load_consensus(m.spec, out)
+    pd.testing.assert_frame_equal(stored, table2)
+    # a ground truth made with another prompt is refused
+    exhaustive_scan(m, work / "other", chunk_size=32, limit=32, max_new_tokens=2, template=repeat_template(m, shots=()),
+                    out_folder=tmp_path / "other")
+    with pytest.raises(InterpError, match="another prompt"):
+        consensus_scan(m, work / "x", templates=tpls, folder=tmp_path / "other", out_folder=tmp_path / "other")
+    with pytest.raises(InterpError, match="first"):
+        consensus_scan(m, work / "x", templates={"paper": tpls["paper"]}, folder=out, out_folder=out)
+
+
+def test_stored_consensus_follows_the_stored_single_prompt_label():
+    from interp.glitch.scan import load_consensus
+
+    truth, _ = load_ground_truth("smollm2-135m")
+    cons, meta = load_consensus("smollm2-135m")
+    cand = truth[truth.cls.isin(["glitch", "normal"])]
+    assert list(cons.token_id) == cand.token_id.tolist() and (cons.few_shot.to_numpy() == cand.cls.to_numpy()).all()
+    assert meta["prompts"] == ["few_shot", "other_examples", "paper_few_shot", "paper"]
+    g = cons.consensus_all == "glitch"
+    assert meta["counts_consensus_all"]["glitch"] == int(g.sum()) and 0.02 < g.mean() < cons.few_shot.eq("glitch").mean()
+    assert (cons.loc[g, meta["prompts"]] == "glitch").all().all()
+    assert meta["weight_hash"] == load_ground_truth("smollm2-135m")[1]["weight_hash"]

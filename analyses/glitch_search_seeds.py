@@ -1,0 +1,65 @@
+"""The ranked search over many random samples: recall and cost against the stored consensus verdicts.
+
+One run of ``interp run glitch`` draws one random sample; the search's recall and cost depend on
+that draw (how many glitch tokens the sample holds, where the cross-fitted cut-off falls). With the
+consensus verdicts stored for the whole vocabulary (``python -m interp.glitch.scan --consensus``),
+every draw can be replayed without asking the model: this script runs
+:func:`interp.glitch.search.ranked_search` for ``--seeds`` samples, looks every verdict up, and prices
+each cascade call at the seconds per call a run measured (its ``summary.json``), as the run prices
+its own. Writes ``search_seeds.csv`` (one row per seed and aim) to ``--out``.
+
+    python analyses/glitch_search_seeds.py [--quick] [--summary figures/full/smollm2-135m/glitch/summary.json]
+"""
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+import interp
+from interp.analyses import script_parser
+from interp.glitch.baselines import token_statistics
+from interp.glitch.pipeline import DEFAULTS
+from interp.glitch.scan import load_consensus
+from interp.glitch.search import aim_sweep, ranked_search
+
+if __name__ == "__main__":
+    ap = script_parser(__doc__, out="figures/full/smollm2-135m/glitch/tables", out_help="folder for search_seeds.csv")
+    ap.add_argument("--summary", default="figures/full/smollm2-135m/glitch/summary.json",
+                    help="a glitch run's summary.json: its seconds per oracle call price the verdicts")
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--aims", default="0.8,0.85,0.9")
+    a = ap.parse_args()
+    seeds = 4 if a.quick else a.seeds
+    summary = json.loads(Path(a.summary).read_text())
+    table, meta = load_consensus(a.model)
+    prompts = meta["prompts"]
+    per_call = {p: float(summary[f"consensus_s_per_call_{p}"]) for p in prompts}
+    asked = {p: (table[p] != "").to_numpy() for p in prompts}
+    cost = sum(asked[p] * per_call[p] for p in prompts)
+    glitch = (table.consensus_all == "glitch").to_numpy()
+    exhaustive = float(cost.sum())
+    model = interp.load_model(a.model)
+    t0 = time.perf_counter()
+    X = token_statistics(model, table.token_id.to_numpy()).to_numpy()
+    feature_s = time.perf_counter() - t0
+    aims = [float(x) for x in a.aims.split(",")]
+    rows = []
+    for seed in range(seeds):
+        rs = ranked_search(X, lambda pos: glitch[pos], sample_ratio=float(DEFAULTS["search_sample_ratio"]),
+                           aim=aims[0], C=float(DEFAULTS["search_C"]), seed=seed, feature_seconds=feature_s)
+        sample_s = float(cost[rs.in_sample].sum())
+        for aim, cut, pred in aim_sweep(rs, aims):
+            found = (rs.in_sample | pred) & glitch
+            recall = float(found.sum() / glitch.sum())
+            rows.append({"seed": seed, "aim": aim, "sample_glitch": int(rs.sample_glitch.sum()), "verified_share": float(pred.mean()),
+                         "recall": recall, "f1": 2 * recall / (1 + recall),
+                         "time_ratio": (sum(rs.seconds.values()) + sample_s + float(cost[pred].sum())) / exhaustive})
+    out = pd.DataFrame(rows)
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    out.to_csv(Path(a.out) / "search_seeds.csv", index=False)
+    target = out.assign(met=(out.recall >= 0.8) & (out.f1 >= 0.89) & (out.time_ratio <= 0.5))
+    print(target.groupby("aim").agg(recall_mean=("recall", "mean"), recall_min=("recall", "min"),
+                                     ratio_mean=("time_ratio", "mean"), ratio_max=("time_ratio", "max"),
+                                     share_meeting_target=("met", "mean")).round(3).to_string())

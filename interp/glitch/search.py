@@ -1,0 +1,174 @@
+"""Ranked search against the consensus label: token statistics rank, the oracle verifies, a cross-fitted cut-off stops.
+
+GlitchProber spends a forward pass per candidate on activation features before any oracle call (on
+SmolLM2 0.15x of the consensus oracle's cost over the vocabulary), and those features rank the
+consensus label's glitch tokens no better than the token's text and tokenization do (AUC 0.79-0.83,
+see the README). This search spends nothing before the oracle:
+
+1. label a random ``sample_ratio`` share of the candidates with the consensus oracle (the
+   all-prompts cascade, :mod:`interp.glitch.consensus`);
+2. rank every other candidate by a logistic regression (standardised
+   :func:`~interp.glitch.baselines.token_statistics`, balanced class weights) fitted on the sample;
+3. choose how far down the ranking to verify from the sample alone: each sampled glitch token is
+   scored by a model fitted on the other ``folds`` folds of the sample (cross-fitting), and the
+   cut-off is the ``1 - aim`` quantile of those scores, so a share ``aim`` of the glitch tokens is
+   expected at or above it;
+4. verify every other candidate at or above the cut-off with the consensus oracle.
+
+Precision is 1: every token reported went through the oracle. Recall is what the cut-off leaves; the
+``aim`` sweep (:func:`aim_sweep`) shows the recall and cost of other cut-offs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from interp.errors import InterpError
+
+
+@dataclass
+class RankedSearch:
+    """What :func:`ranked_search` did.
+
+    Attributes:
+        in_sample: per candidate, whether it was in the labelled random sample.
+        sample_glitch: per candidate, glitch under the label (False outside the sample).
+        score: the ranking model's decision value per candidate (NaN in the sample).
+        crossfit: per candidate in the sample, its score from the folds it was left out of (NaN elsewhere).
+        cutoff: the decision value at and above which candidates are verified.
+        aim: the share of glitch tokens the cut-off aims at.
+        predicted: candidates outside the sample at or above the cut-off (verified).
+        found: candidates the label calls glitch among the sample and the verified ones.
+        seconds: ``features``, ``training``, ``prediction`` (oracle time is priced by the caller).
+        trained: False when the sample holds fewer than 2 glitch or 2 normal tokens: nothing is
+            ranked or verified, and only the sample's glitch tokens are found.
+    """
+
+    in_sample: np.ndarray
+    sample_glitch: np.ndarray
+    score: np.ndarray
+    crossfit: np.ndarray
+    cutoff: float
+    aim: float
+    predicted: np.ndarray
+    found: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)
+    trained: bool = True
+
+
+def ranking_model(C: float = 0.03, seed: int = 0) -> Pipeline:
+    """The ranking model: standardised features -> logistic regression with balanced class weights."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=5000, random_state=seed))
+
+
+def crossfit_scores(X: np.ndarray, y: np.ndarray, folds: int = 5, C: float = 0.03, seed: int = 0) -> np.ndarray:
+    """Each row's decision value from a model fitted on the other ``folds - 1`` folds (stratified)."""
+    y = np.asarray(y, dtype=bool)
+    k = int(min(folds, y.sum(), (~y).sum()))
+    if k < 2:
+        raise InterpError(f"cross-fitting needs at least 2 glitch and 2 normal tokens in the sample, got {int(y.sum())} and {int((~y).sum())}")
+    out = np.full(len(y), np.nan)
+    for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(X, y):
+        out[te] = ranking_model(C, seed).fit(X[tr], y[tr]).decision_function(X[te])
+    return out
+
+
+def cutoff_for_aim(crossfit: np.ndarray, y: np.ndarray, aim: float) -> float:
+    """The decision value above which a share ``aim`` of the sample's glitch tokens score (cross-fitted)."""
+    if not 0 < aim <= 1:
+        raise InterpError(f"aim must be in (0, 1], not {aim}")
+    pos = np.asarray(crossfit, dtype=float)[np.asarray(y, dtype=bool)]
+    return float(np.quantile(pos, 1 - aim, method="lower"))
+
+
+def ranked_search(
+    X: np.ndarray,
+    label: Callable[[np.ndarray], np.ndarray],
+    *,
+    sample_ratio: float = 0.05,
+    aim: float = 0.85,
+    folds: int = 5,
+    C: float = 0.03,
+    seed: int = 0,
+    in_sample: Optional[Sequence[bool]] = None,
+    feature_seconds: float = 0.0,
+) -> RankedSearch:
+    """Steps 1-4 of the module docstring over the candidates whose features are the rows of ``X``.
+
+    Args:
+        X: ``[n_candidates, n_features]`` features (:func:`~interp.glitch.baselines.token_statistics`).
+        label: ``label(positions) -> bool array`` (glitch), the oracle, asked once for the sample
+            and once for the tokens to verify.
+        sample_ratio: share of candidates labelled at random (ignored when ``in_sample`` is given).
+        aim: share of glitch tokens the cut-off aims at.
+        folds: cross-fitting folds.
+        C: the logistic regression's inverse regularisation.
+        seed: random state of the sample and the folds.
+        in_sample: a given sample mask instead of a random one.
+        feature_seconds: time spent computing ``X`` (recorded under ``features``).
+
+    Returns:
+        A :class:`RankedSearch`.
+    """
+    X = np.asarray(X, dtype=float)
+    n = len(X)
+    if in_sample is None:
+        if not 0 < sample_ratio < 1:
+            raise InterpError(f"sample_ratio must be in (0, 1), not {sample_ratio}")
+        rng = np.random.default_rng(seed)
+        samp = np.zeros(n, dtype=bool)
+        samp[rng.choice(n, size=max(1, int(round(sample_ratio * n))), replace=False)] = True
+    else:
+        samp = np.asarray(in_sample, dtype=bool)
+        if len(samp) != n:
+            raise InterpError("in_sample must have one entry per candidate")
+    pos = np.flatnonzero(samp)
+    y = np.asarray(label(pos), dtype=bool)
+    secs = {"features": float(feature_seconds), "training": 0.0, "prediction": 0.0}
+    sample_glitch = np.zeros(n, dtype=bool)
+    sample_glitch[pos] = y
+    if min(int(y.sum()), int((~y).sum())) < 2:
+        nothing = np.zeros(n, dtype=bool)
+        return RankedSearch(samp, sample_glitch, np.full(n, np.nan), np.full(n, np.nan), float("nan"), float(aim), nothing,
+                            sample_glitch.copy(), secs, trained=False)
+    t0 = time.perf_counter()
+    cf = crossfit_scores(X[pos], y, folds, C, seed)
+    cut = cutoff_for_aim(cf, y, aim)
+    model = ranking_model(C, seed).fit(X[pos], y)
+    secs["training"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    score = np.full(n, np.nan)
+    rest = np.flatnonzero(~samp)
+    if len(rest):
+        score[rest] = model.decision_function(X[rest])
+    secs["prediction"] = time.perf_counter() - t0
+    predicted = ~samp & (np.nan_to_num(score, nan=-np.inf) >= cut)
+    found = np.zeros(n, dtype=bool)
+    found[pos] = y
+    ver = np.flatnonzero(predicted)
+    if len(ver):
+        found[ver] = np.asarray(label(ver), dtype=bool)
+    crossfit = np.full(n, np.nan)
+    crossfit[pos] = cf
+    return RankedSearch(samp, sample_glitch, score, crossfit, cut, float(aim), predicted, found, secs)
+
+
+def aim_sweep(search: RankedSearch, aims: Sequence[float]) -> list[tuple[float, float, np.ndarray]]:
+    """``(aim, cut-off, predicted mask)`` for other aims, from the same sample and ranking (none untrained)."""
+    if not search.trained:
+        return []
+    y = search.sample_glitch[search.in_sample]
+    cf = search.crossfit[search.in_sample]
+    out = []
+    for a in aims:
+        cut = cutoff_for_aim(cf, y, a)
+        out.append((float(a), cut, ~search.in_sample & (np.nan_to_num(search.score, nan=-np.inf) >= cut)))
+    return out
