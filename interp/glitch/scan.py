@@ -323,7 +323,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", default=None, help="folder for the ground truth (default: package data)")
     ap.add_argument("--chunk-size", type=int, default=1024)
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="oracle prompts per batch (default 256; 128 with --consensus, as `interp run glitch` asks them)")
     ap.add_argument("--max-new-tokens", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--shard", default="0/1", help="i/n: scan every n-th chunk starting at i")
@@ -333,10 +334,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                     help="continue the stored single-prompt ground truth into the all-prompts consensus cascade")
     a = ap.parse_args(argv)
     if a.consensus:
-        from interp.model import load_model as _load
-
-        table, meta = consensus_scan(_load(a.model, device=a.device), a.work, chunk_size=a.chunk_size,
-                                     max_new_tokens=a.max_new_tokens, batch_size=min(a.batch_size, 128), folder=a.out,
+        _, meta = consensus_scan(load_model(a.model, device=a.device), a.work, chunk_size=a.chunk_size,
+                                     max_new_tokens=a.max_new_tokens, batch_size=a.batch_size or 128, folder=a.out,
                                      out_folder=a.out, note=a.note, log=sys.stdout)
         print(json.dumps(meta["counts_consensus_all"]), {k: f"{v:.0f}s" for k, v in meta["seconds"].items()})
         return
@@ -346,6 +345,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     else:
         i, n = (int(x) for x in a.shard.split("/"))
     model = load_model(a.model, device=a.device)
+    a.batch_size = a.batch_size or 256
     done = exhaustive_scan(model, a.work, chunk_size=a.chunk_size, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
                            out_folder=a.out, limit=a.limit, shard=(i, n), note=a.note,
                            log=sys.stdout if world.is_main else None)
@@ -365,4 +365,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except InterpError as e:
+        raise SystemExit(f"error: {e}")
