@@ -3,10 +3,11 @@
 One run of ``interp run glitch`` draws one random sample; the search's recall and cost depend on
 that draw (how many glitch tokens the sample holds, where the cross-fitted cut-off falls). With the
 consensus verdicts stored for the whole vocabulary (``python -m interp.glitch.scan --consensus``),
-every draw can be replayed without asking the model: this script runs
+every draw can be replayed without asking the model (against the consensus label, and against the
+single-prompt label with the single prompt as the oracle): this script runs
 :func:`interp.glitch.search.ranked_search` for ``--seeds`` samples, looks every verdict up, and prices
 each cascade call at the seconds per call a run measured (its ``summary.json``), as the run prices
-its own. Writes ``search_seeds.csv`` (one row per seed and aim) to ``--out``.
+its own. Writes ``search_seeds.csv`` (one row per label, seed and aim) to ``--out``.
 
     python analyses/glitch_search_seeds.py [--quick] [--summary figures/full/smollm2-135m/glitch/summary.json]
 """
@@ -15,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import interp
@@ -45,21 +47,26 @@ if __name__ == "__main__":
     X = token_statistics(model, table.token_id.to_numpy()).to_numpy()
     feature_s = time.perf_counter() - t0
     aims = [float(x) for x in a.aims.split(",")]
+    # the single-prompt label beside it: its own verdicts, each call priced at that prompt's seconds per call
+    labels = {"consensus": (glitch, cost, exhaustive)}
+    single = (table[prompts[0]] == "glitch").to_numpy()
+    single_cost = np.full(len(table), per_call[prompts[0]])
+    labels["single_prompt"] = (single, single_cost, float(single_cost.sum()))
     rows = []
-    for seed in range(seeds):
-        rs = ranked_search(X, lambda pos: glitch[pos], sample_ratio=float(DEFAULTS["search_sample_ratio"]),
-                           aim=aims[0], C=float(DEFAULTS["search_C"]), seed=seed, feature_seconds=feature_s)
-        sample_s = float(cost[rs.in_sample].sum())
-        for aim, cut, pred in aim_sweep(rs, aims):
-            found = (rs.in_sample | pred) & glitch
-            recall = float(found.sum() / glitch.sum())
-            rows.append({"seed": seed, "aim": aim, "sample_glitch": int(rs.sample_glitch.sum()), "verified_share": float(pred.mean()),
-                         "recall": recall, "f1": 2 * recall / (1 + recall),
-                         "time_ratio": (sum(rs.seconds.values()) + sample_s + float(cost[pred].sum())) / exhaustive})
+    for name, (y, c, full) in labels.items():
+        for seed in range(seeds):
+            rs = ranked_search(X, lambda pos: y[pos], sample_ratio=float(DEFAULTS["search_sample_ratio"]),
+                               aim=aims[0], C=float(DEFAULTS["search_C"]), seed=seed, feature_seconds=feature_s)
+            sample_s = float(c[rs.in_sample].sum())
+            for aim, cut, pred in aim_sweep(rs, aims):
+                recall = float(((rs.in_sample | pred) & y).sum() / y.sum())
+                rows.append({"label": name, "seed": seed, "aim": aim, "sample_glitch": int(rs.sample_glitch.sum()),
+                             "verified_share": float(pred.mean()), "recall": recall, "f1": 2 * recall / (1 + recall),
+                             "time_ratio": (sum(rs.seconds.values()) + sample_s + float(c[pred].sum())) / full})
     out = pd.DataFrame(rows)
     Path(a.out).mkdir(parents=True, exist_ok=True)
     out.to_csv(Path(a.out) / "search_seeds.csv", index=False)
     target = out.assign(met=(out.recall >= 0.8) & (out.f1 >= 0.89) & (out.time_ratio <= 0.5))
-    print(target.groupby("aim").agg(recall_mean=("recall", "mean"), recall_min=("recall", "min"),
+    print(target.groupby(["label", "aim"]).agg(recall_mean=("recall", "mean"), recall_min=("recall", "min"),
                                      ratio_mean=("time_ratio", "mean"), ratio_max=("time_ratio", "max"),
                                      share_meeting_target=("met", "mean")).round(3).to_string())

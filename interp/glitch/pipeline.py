@@ -476,7 +476,7 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
         cons["n_sample_glitch"], cons_eval, found_single[eval_pos], len(outside))[0]
     search_ratio = float(p["quick_search_sample_ratio"] if quick else p["search_sample_ratio"])
     srch = run.stage("ranked_search", lambda: search_step(model, verdicts, prompts, cand, samp, eval_pos, cons,
-                                                          {**p, "search_sample_ratio": search_ratio}, seed),
+                                                          {**p, "search_sample_ratio": search_ratio}, seed, single_pos),
                      key=[len(vocab), search_ratio, p["search_aim"], p["search_C"], ",".join(prompts)])
     summary.update(srch["summary"])
 
@@ -611,8 +611,10 @@ def consensus_step(verdicts: Verdicts, prompts: list[str], cand: np.ndarray, sam
 
 
 def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.ndarray, samp: np.ndarray,
-                eval_pos: np.ndarray, cons: dict[str, Any], p: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The ranked search (:mod:`interp.glitch.search`) against the consensus label, scored and priced.
+                eval_pos: np.ndarray, cons: dict[str, Any], p: dict[str, Any], seed: int,
+                single_pos: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """The ranked search (:mod:`interp.glitch.search`) against the consensus label, scored and priced;
+    beside it the same search against the single-prompt label (``search_*_single``).
 
     Its random sample (``search_sample_ratio``) and its verifications are asked with the consensus
     cascade; every use of a verdict is priced at the prompt's seconds per call of this run (as the
@@ -676,7 +678,35 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
     }
     table = pd.DataFrame({"token_id": cand, "in_sample": rs.in_sample, "score": rs.score, "crossfit_score": rs.crossfit,
                           "verified": rs.predicted, "found": rs.found})
+    if single_pos is not None:
+        summary.update(_search_single(verdicts, cand, samp, np.asarray(single_pos), X, feature_s, p, seed))
     return {"summary": summary, "sweep": sweep, "table": table}
+
+
+def _search_single(verdicts: Verdicts, cand: np.ndarray, samp: np.ndarray, single_pos: np.ndarray, X: np.ndarray,
+                   feature_s: float, p: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The ranked search with the single prompt as its oracle, scored against the single-prompt label.
+
+    Same sample draw, features and aim as the consensus search; its verdicts are priced at the single
+    prompt's seconds per call and compared with that prompt on every candidate. Recall is counted on
+    GlitchProber's sample and ``single_pos`` (weighted by the share of the outside it stands for).
+    """
+    def label(pos: np.ndarray) -> np.ndarray:
+        return np.array(verdicts.ask(SINGLE_PROMPT, cand[pos])) == "glitch"
+
+    rs = ranked_search(X, label, sample_ratio=float(p["search_sample_ratio"]), aim=float(p["search_aim"]),
+                       C=float(p["search_C"]), seed=seed, feature_seconds=feature_s)
+    per_call = verdicts.s_per_call(SINGLE_PROMPT)
+    n_calls = int(rs.in_sample.sum() + rs.predicted.sum())
+    time_s = float(sum(rs.seconds.values())) + n_calls * per_call
+    known = np.concatenate([np.flatnonzero(samp), single_pos])
+    n_out = int((~samp).sum())
+    w = np.concatenate([np.ones(int(samp.sum())), np.full(len(single_pos), n_out / max(1, len(single_pos)))])
+    g = label(known)
+    total = float((w * g).sum())
+    rec = float((w * (g & rs.found[known])).sum()) / total if total else float("nan")
+    return {"search_recall_single": rec, "search_f1_single": _f1(1.0, rec), "search_n_verified_single": int(rs.predicted.sum()),
+            "search_time_ratio_single": time_s / (len(cand) * per_call)}
 
 
 def consensus_threshold_sweep(score: np.ndarray, samp: np.ndarray, eval_pos: np.ndarray, eval_tab: pd.DataFrame,

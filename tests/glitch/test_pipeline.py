@@ -87,6 +87,7 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path):
     assert len(search) == summary["n_candidates"] and not (search.in_sample & search.verified).any()
     assert search.in_sample.sum() == summary["search_n_sampled"] and search.found.sum() == summary["search_n_found"]
     assert 0 <= summary["search_recall_consensus"] <= 1 and summary["search_time_ratio_consensus"] > 0
+    assert 0 < summary["search_recall_single"] <= 1 and 0 < summary["search_time_ratio_single"] <= 2
     gt = pd.read_csv(tmp_path / "glitch" / "tables" / "glitch_tokens.csv")
     assert len(gt) == summary["n_glitch_ground_truth"] and gt.found.sum() == summary["n_found"]
     assert json.loads((tmp_path / "glitch" / "summary.json").read_text())["key_layers"] == summary["key_layers"]
