@@ -653,7 +653,7 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
         return float((w * (g & found_known)).sum()) / total if total else float("nan")
 
     in_s = rs.in_sample[known]
-    rec = score(rs.found[known] & (in_s | rs.predicted[known]))
+    rec = score(rs.found[known])  # found: the sample's glitch tokens and the verified ones
     time_s = fixed_s + verdicts.price(verify_calls)
     rows = []
     aims = sorted({float(x) for x in str(p["search_aim_sweep"]).split(",") if x.strip()} | {float(p["search_aim"])})
