@@ -641,25 +641,18 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
     fixed_s = float(sum(rs.seconds.values())) + verdicts.price(sample_calls)
     exhaustive_s = cons["exhaustive_s"]
     # the tokens whose consensus label is known, with the weight each stands for
-    known = np.concatenate([np.flatnonzero(samp), eval_pos])
+    known, w = _known_weights(samp, eval_pos)
     known_tab = pd.concat([cons["sample"], cons["eval"]], ignore_index=True)
-    n_out = int((~samp).sum())
-    w = np.concatenate([np.ones(int(samp.sum())), np.full(len(eval_pos), n_out / max(1, len(eval_pos)))])
     g = known_tab.consensus_all.to_numpy() == "glitch"
     k_asked = {k: known_tab[k].astype(str).to_numpy() != "" for k in prompts}
-
-    def score(found_known: np.ndarray) -> float:
-        total = float((w * g).sum())
-        return float((w * (g & found_known)).sum()) / total if total else float("nan")
-
     in_s = rs.in_sample[known]
-    rec = score(rs.found[known])  # found: the sample's glitch tokens and the verified ones
+    rec = _weighted_recall(w, g, rs.found[known])  # found: the sample's glitch tokens and the verified ones
     time_s = fixed_s + verdicts.price(verify_calls)
     rows = []
     aims = sorted({float(x) for x in str(p["search_aim_sweep"]).split(",") if x.strip()} | {float(p["search_aim"])})
     for aim, cut, pred in aim_sweep(rs, aims):
         pk = pred[known]
-        r = score(g & (in_s | pk))
+        r = _weighted_recall(w, g, in_s | pk)
         calls = {k: float((w * (k_asked[k] & pk)).sum()) for k in prompts}
         rows.append({"aim": aim, "cutoff": cut, "verified_share": float(pred.mean()), "recall": r, "f1": _f1(1.0, r),
                      "time_ratio": (fixed_s + verdicts.price(calls)) / exhaustive_s})
@@ -699,14 +692,25 @@ def _search_single(verdicts: Verdicts, cand: np.ndarray, samp: np.ndarray, singl
     per_call = verdicts.s_per_call(SINGLE_PROMPT)
     n_calls = int(rs.in_sample.sum() + rs.predicted.sum())
     time_s = float(sum(rs.seconds.values())) + n_calls * per_call
-    known = np.concatenate([np.flatnonzero(samp), single_pos])
-    n_out = int((~samp).sum())
-    w = np.concatenate([np.ones(int(samp.sum())), np.full(len(single_pos), n_out / max(1, len(single_pos)))])
-    g = label(known)
-    total = float((w * g).sum())
-    rec = float((w * (g & rs.found[known])).sum()) / total if total else float("nan")
+    known, w = _known_weights(samp, single_pos)
+    rec = _weighted_recall(w, label(known), rs.found[known])
     return {"search_recall_single": rec, "search_f1_single": _f1(1.0, rec), "search_n_verified_single": int(rs.predicted.sum()),
             "search_time_ratio_single": time_s / (len(cand) * per_call)}
+
+
+def _known_weights(samp: np.ndarray, outside_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GlitchProber's sample (weight 1 each) and random positions outside it, each weighted by the share
+    of the candidates outside the sample it stands for: ``(positions, weights)``."""
+    n_out = int((~samp).sum())
+    known = np.concatenate([np.flatnonzero(samp), outside_pos])
+    w = np.concatenate([np.ones(int(samp.sum())), np.full(len(outside_pos), n_out / max(1, len(outside_pos)))])
+    return known, w
+
+
+def _weighted_recall(w: np.ndarray, glitch: np.ndarray, found: np.ndarray) -> float:
+    """Share of the (weighted) glitch tokens that are found; NaN without glitch tokens."""
+    total = float((w * glitch).sum())
+    return float((w * (glitch & found)).sum()) / total if total else float("nan")
 
 
 def consensus_threshold_sweep(score: np.ndarray, samp: np.ndarray, eval_pos: np.ndarray, eval_tab: pd.DataFrame,
