@@ -324,6 +324,8 @@ def _load_gguf(resolved: Resolved, dtype: torch.dtype, device_map: Optional[Any]
         shutil.rmtree(folder, ignore_errors=True)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp.replace(folder)
+        with hf_quiet():  # the tokenizer as every later (cached) load reads it, so the first load is no different
+            tok = AutoTokenizer.from_pretrained(folder)
         if dtype != torch.float32:
             model = model.to(dtype)
     else:
@@ -441,11 +443,11 @@ def build_bridge(hf_model: Any, tokenizer: Any, model_name: str):
     arch = (getattr(hf_model.config, "architectures", None) or [type(hf_model).__name__])[0]
     check_bridgeable(arch, model_name)
     tl_tokenizer = tokenizer
-    if tokenizer is not None and tokenizer.bos_token is not None and tokenizer_adds_bos(tokenizer) \
-            and not tokenizer.init_kwargs.get("add_bos_token"):
+    if tokenizer is not None and tokenizer.bos_token is not None and tokenizer_adds_bos(tokenizer):
         # TransformerLens reloads any tokenizer whose init arguments do not say add_bos_token=True
         # (9 s for Gemma's 262k vocabulary); this one already puts BOS first, so hand it a copy
-        # that says so instead (the copy's own attributes, so the bridge's settings stay its own)
+        # that says so instead. A copy whether or not they say it (a first GGUF load's tokenizer
+        # does, a cached load's does not): the bridge's settings (padding side) stay its own.
         tl_tokenizer = copy.copy(tokenizer)
         tl_tokenizer.init_kwargs = {**tokenizer.init_kwargs, "add_bos_token": True}
     try:

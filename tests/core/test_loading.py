@@ -67,6 +67,11 @@ def test_gguf_cache_is_keyed_by_file_hash_and_fast(tmp_path, monkeypatch):
     assert second <= 0.25 * first, (first, second)
     ids = m1.to_tokens("The capital of France is")
     assert torch.equal(m1.forward(ids), m2.forward(ids))
+    # the first load's tokenizer is the one every cached load reads, and the bridge (which sets padding,
+    # BOS and pad tokens on what it is given) never holds the model's own
+    assert m1.tokenizer.special_tokens_map == m2.tokenizer.special_tokens_map
+    assert m1.tokenizer.init_kwargs.keys() == m2.tokenizer.init_kwargs.keys()
+    assert m1.bridge.tokenizer is not m1.tokenizer and m2.bridge.tokenizer is not m2.tokenizer
 
 
 def test_bad_numerics_and_dtype():
