@@ -270,11 +270,14 @@ def oracle_prompt_set(model: Model, p: dict[str, Any]) -> tuple[dict[str, Any], 
     return {n: t for n, t in tpls.items() if n not in dropped}, follow, dropped
 
 
-def choose_vocabulary(model: Model, truth: Optional[pd.DataFrame], p: dict[str, Any], quick: bool, seed: int) -> np.ndarray:
+def choose_vocabulary(model: Model, truth: Optional[pd.DataFrame], p: dict[str, Any], quick: bool, seed: int,
+                      sampled: bool = False) -> np.ndarray:
     """The token ids searched: the whole vocabulary, or with ``--quick`` a random ``quick_vocab`` of it
-    (``quick_vocab_unlabelled`` for a model without stored ground truth, whose oracle runs live)."""
+    (``quick_vocab_unlabelled`` for a model without stored ground truth, whose oracle runs live).
+    Where the stored ground truth covers a stated random sample of the vocabulary (``sampled``), that
+    sample stands for the whole vocabulary and ``--quick`` draws from it."""
     if not quick:
-        return np.arange(model.d_vocab)
+        return truth.token_id.to_numpy().astype(int) if sampled and truth is not None else np.arange(model.d_vocab)
     rng = np.random.default_rng(seed)
     pool = truth.token_id.to_numpy() if truth is not None else np.arange(model.d_vocab)
     n = int(p["quick_vocab"] if truth is not None else p["quick_vocab_unlabelled"])
@@ -357,8 +360,12 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
     run.note(f"oracle prompts (chat={tpl.chat}): {', '.join(prompts)}; single-prompt label: {SINGLE_PROMPT} "
              f"{tpl.text!r}; its answers: {oracle_mode}")
     gt_cls = dict(zip(truth.token_id.astype(int), truth.cls)) if truth is not None else {}
+    drawn = (meta or {}).get("sample")
+    if drawn:
+        run.note(f"the stored ground truth covers a random sample of {drawn['n']:,} of the {drawn['of']:,} vocabulary ids "
+                 f"(seed {drawn['seed']}): it stands for the whole vocabulary here")
 
-    vocab = choose_vocabulary(model, truth, p, quick, seed)
+    vocab = choose_vocabulary(model, truth, p, quick, seed, sampled=bool(drawn))
     kinds = [k.strip() for k in str(p["kinds"]).split(",") if k.strip()]
 
     def lookup(ids: list[int]) -> list[str]:
@@ -460,12 +467,18 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
     )
     if truth is not None:
         n_judged_gt = int(truth.cls.isin(["glitch", "normal"]).sum())
-        summary.update(n_glitch_ground_truth_full_vocab=int((truth.cls == "glitch").sum()),
-                       time_exhaustive_full_vocab_s=float(n_judged_gt * per_token_s), stored_scan_wall_s=float(meta["wall_time_s"]),
-                       stored_scan_s_per_token=float(meta["wall_time_s"]) / max(1, n_judged_gt))
-    else:
+        stored_glitch = int((truth.cls == "glitch").sum())
+        summary.update(stored_scan_wall_s=float(meta["wall_time_s"]), stored_scan_s_per_token=float(meta["wall_time_s"]) / max(1, n_judged_gt))
+        if drawn:
+            summary.update(vocab_sample_n=int(drawn["n"]), vocab_sample_seed=int(drawn["seed"]),
+                           n_glitch_ground_truth_stored_sample=stored_glitch,
+                           time_exhaustive_stored_sample_s=float(n_judged_gt * per_token_s))
+        else:
+            summary.update(n_glitch_ground_truth_full_vocab=stored_glitch, time_exhaustive_full_vocab_s=float(n_judged_gt * per_token_s))
+    if truth is None or drawn:
         summary.update(projected_full_scan_s=float(model.d_vocab * (1 - len(det.excluded) / max(1, len(vocab))) * per_token_s))
-        run.note(f"no stored ground truth for {model.spec}: recall is estimated on the stated evaluation set; projected "
+        what = "recall is estimated on the stated evaluation set" if truth is None else "every number is over the sample searched"
+        run.note(f"{'no stored ground truth' if truth is None else 'a sampled ground truth'} for {model.spec}: {what}; projected "
                  f"exhaustive single-prompt scan of the whole vocabulary: {summary['projected_full_scan_s'] / 3600:.1f} h")
 
     # 6. the same detector against the consensus label ---------------------------------------------

@@ -4,7 +4,9 @@ The scan writes one compressed CSV per chunk of token ids (with the chunk's orac
 work folder and skips finished chunks when restarted; when every chunk is done it writes the ground
 truth (``<spec>_ground_truth.csv.gz``) and a JSON that says exactly how it was made. The ground truth
 of the embedded model ships as package data (``interp/data/glitch/``) so tests, benchmarks and
-``--quick`` runs need no scan.
+``--quick`` runs need no scan. A vocabulary too large to scan whole here is scanned on a stated random
+sample (``--sample N --seed S``; Gemma 3's and Qwen2.5's ground truths are 16,384-id samples), which
+:func:`interp.glitch.pipeline.run` then searches in place of the whole vocabulary.
 
 Run it as ``python -m interp.glitch.scan --model smollm2-135m --work /path/to/work``, or over several
 processes (``torch.distributed``, see :mod:`interp.distributed`) as
@@ -74,6 +76,14 @@ def _versions() -> dict[str, str]:
     }
 
 
+def sample_ids(vocab_size: int, n: int, seed: int = 0) -> list[int]:
+    """A stated random sample of vocabulary ids: ``n`` of ``0 .. vocab_size - 1`` without
+    replacement, drawn by ``numpy.random.default_rng(seed)``, sorted."""
+    if not 0 < n <= vocab_size:
+        raise InterpError(f"a sample needs 1 to {vocab_size} ids, not {n}")
+    return sorted(int(t) for t in np.random.default_rng(seed).choice(vocab_size, size=n, replace=False))
+
+
 def exhaustive_scan(
     model: Model,
     work: Union[str, Path],
@@ -87,8 +97,11 @@ def exhaustive_scan(
     shard: tuple[int, int] = (0, 1),
     note: str = "",
     log: Optional[Any] = None,
+    sample: Optional[int] = None,
+    sample_seed: int = 0,
 ) -> Optional[tuple[pd.DataFrame, dict[str, Any]]]:
-    """Run the repeat oracle over every vocabulary id, chunk by chunk, resuming finished chunks.
+    """Run the repeat oracle over every vocabulary id (or a stated random sample), chunk by chunk,
+    resuming finished chunks.
 
     Args:
         model: the model handle.
@@ -103,6 +116,10 @@ def exhaustive_scan(
             scan; the one that finds every chunk done writes the ground truth).
         note: a remark stored in the JSON (how the scan was run).
         log: a writable text stream for progress lines.
+        sample: scan only this many ids drawn at random from the vocabulary (``limit`` included),
+            :func:`sample_ids` with ``sample_seed``; the ground truth records the draw. For a
+            vocabulary too large to scan whole on the machine at hand (Gemma 3's 262,144 ids).
+        sample_seed: the draw's seed.
 
     Returns:
         ``(table, meta)`` as written, or None while other shards' chunks are missing.
@@ -111,17 +128,28 @@ def exhaustive_scan(
     work.mkdir(parents=True, exist_ok=True)
     tpl = template or repeat_template(model)
     V = model.d_vocab if limit is None else min(limit, model.d_vocab)
-    starts = list(range(0, V, chunk_size))
+    if sample is None:
+        ids_all = list(range(V))
+        chunk_name = "chunk"
+    else:
+        ids_all = sample_ids(V, sample, sample_seed)
+        chunk_name = "sample"
+        drawn = {"n": len(ids_all), "seed": int(sample_seed), "of": int(V)}
+        mark = work / "sample.json"
+        if mark.exists() and json.loads(mark.read_text()) != drawn:
+            raise InterpError(f"{work} holds chunks of another sample ({mark.read_text().strip()}); use another --work folder")
+        mark.write_text(json.dumps(drawn))
+    starts = list(range(0, len(ids_all), chunk_size))
     t_start = time.time()
     settings: dict[str, Any] = {}
     i_shard, n_shard = shard
     if not 0 <= i_shard < n_shard:
         raise InterpError(f"bad shard {shard}")
     for k, s in enumerate(starts):
-        path = work / f"chunk_{s:06d}.csv.gz"
+        path = work / f"{chunk_name}_{s:06d}.csv.gz"
         if path.exists() or k % n_shard != i_shard:
             continue
-        ids = list(range(s, min(s + chunk_size, V)))
+        ids = ids_all[s : s + chunk_size]
         load0 = os.getloadavg()[0]
         res = repeat_oracle(model, ids, max_new_tokens=max_new_tokens, batch_size=batch_size, template=tpl, progress=False)
         settings = res.settings
@@ -131,23 +159,26 @@ def exhaustive_scan(
         tmp.rename(path)
         if log is not None:
             n_g = int((tab.cls == "glitch").sum())
-            log.write(f"{time.strftime('%H:%M:%S')} chunk {k + 1}/{len(starts)} ids {s}-{ids[-1]}: {res.seconds:.1f}s, "
+            log.write(f"{time.strftime('%H:%M:%S')} chunk {k + 1}/{len(starts)} ids {ids[0]}-{ids[-1]}: {res.seconds:.1f}s, "
                       f"{n_g} glitch, load {load0:.2f}\n")
             log.flush()
-    if not all((work / f"chunk_{s:06d}.csv.gz").exists() for s in starts):
+    files = [work / f"{chunk_name}_{s:06d}.csv.gz" for s in starts]
+    if not all(f.exists() for f in files):
         return None
-    parts = [pd.read_csv(work / f"chunk_{s:06d}.csv.gz", keep_default_na=False) for s in starts]
+    parts = [pd.read_csv(f, keep_default_na=False) for f in files]
     full = pd.concat(parts, ignore_index=True)
     if not settings:
         settings = repeat_oracle(model, [], max_new_tokens=max_new_tokens, batch_size=batch_size, template=tpl).settings
     oracle_seconds = float(full.seconds.sum())
-    stamps = [(work / f"chunk_{s:06d}.csv.gz").stat().st_mtime for s in starts]
+    stamps = [f.stat().st_mtime for f in files]
     first = int(np.argmin(stamps))
     elapsed = max(stamps) - min(stamps) + float(parts[first].seconds.sum())
     meta = {
         "model": model.spec,
         "weight_hash": model.weight_hash,
         "vocab_size": int(V),
+        **({"sample": {**drawn, "draw": "sorted(numpy.random.default_rng(seed).choice(of, n, replace=False))"}}
+           if sample is not None else {}),
         "oracle": settings,
         "prefix_ids": list(tpl.prefix_ids),
         "suffix_ids": list(tpl.suffix_ids),
@@ -155,7 +186,7 @@ def exhaustive_scan(
         "wall_time_s": oracle_seconds,
         "wall_time_note": "sum of the oracle's generation time over chunks (model loading and file I/O excluded); "
         "the 2-core machine was shared with other jobs during the scan (mean 1-min load average at chunk "
-        f"start: {full.groupby(full.token_id // chunk_size).load.first().mean():.2f})",
+        f"start: {full.groupby(np.arange(len(full)) // chunk_size).load.first().mean():.2f})",
         "elapsed_wall_s": elapsed,
         "elapsed_note": "first chunk's start to last chunk's end (chunk file times), with every process that shared the scan",
         "note": note,
@@ -327,6 +358,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                     help="oracle prompts per batch (default 256; 128 with --consensus, as `interp run glitch` asks them)")
     ap.add_argument("--max-new-tokens", type=int, default=10)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--sample", type=int, default=None,
+                    help="scan a random sample of this many ids instead of the whole vocabulary (stated in the ground truth)")
+    ap.add_argument("--seed", type=int, default=0, help="the sample's seed")
     ap.add_argument("--shard", default="0/1", help="i/n: scan every n-th chunk starting at i")
     ap.add_argument("--note", default="", help="a remark stored in the JSON")
     ap.add_argument("--device", default="cpu")
@@ -348,12 +382,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     a.batch_size = a.batch_size or 256
     done = exhaustive_scan(model, a.work, chunk_size=a.chunk_size, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
                            out_folder=a.out, limit=a.limit, shard=(i, n), note=a.note,
-                           log=sys.stdout if world.is_main else None)
+                           log=sys.stdout if world.is_main else None, sample=a.sample, sample_seed=a.seed)
     world.barrier()
     if world.size > 1 and world.is_main:
         done = exhaustive_scan(model, a.work, chunk_size=a.chunk_size, batch_size=a.batch_size,
                                max_new_tokens=a.max_new_tokens, out_folder=a.out, limit=a.limit, shard=(0, 1),
-                               note=a.note or f"{world.size} ranks ({world.backend})")
+                               note=a.note or f"{world.size} ranks ({world.backend})", sample=a.sample, sample_seed=a.seed)
     world.barrier()
     distributed.finish(world)
     if not world.is_main:

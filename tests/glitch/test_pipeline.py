@@ -49,15 +49,50 @@ def test_claims_verdicts():
 
 
 @pytest.mark.real_model
-def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path):
+def _sampled_ground_truth(folder, spec: str, n: int, seed: int):
+    """A ground truth over a stated random sample of ``spec``'s vocabulary, cut from the packaged one
+    (as ``python -m interp.glitch.scan --sample N --seed S`` records it)."""
+    from interp.glitch.scan import ground_truth_paths, load_ground_truth, sample_ids
+
+    truth, meta = load_ground_truth(spec)
+    ids = sample_ids(meta["vocab_size"], n, seed)
+    csv, meta_path = ground_truth_paths(spec, folder)
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    truth[truth.token_id.isin(ids)].to_csv(csv, index=False, compression="gzip")
+    meta_path.write_text(json.dumps({**meta, "sample": {"n": n, "seed": seed, "of": meta["vocab_size"]}}))
+    return ids
+
+
+def test_choose_vocabulary_searches_a_sampled_ground_truth_in_place_of_the_vocabulary(smollm):
+    from interp.glitch.pipeline import choose_vocabulary
+
+    truth = pd.DataFrame({"token_id": [5, 17, 300, 4000, 4001], "cls": "normal"})
+    assert choose_vocabulary(smollm, truth, DEFAULTS, quick=False, seed=0).tolist() == list(range(smollm.d_vocab))
+    assert choose_vocabulary(smollm, truth, DEFAULTS, quick=False, seed=0, sampled=True).tolist() == [5, 17, 300, 4000, 4001]
+    quick = choose_vocabulary(smollm, truth, dict(DEFAULTS, quick_vocab=3), quick=True, seed=0, sampled=True)
+    assert len(quick) == 3 and set(quick) <= {5, 17, 300, 4000, 4001}
+
+
+@pytest.mark.parametrize("truth", ["packaged", "sampled"])
+def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path, truth):
     from interp.glitch import pipeline
 
     params = dict(DEFAULTS, quick_vocab=600, distance_sample=60, quick_repair_glitch=4, quick_repair_normal=8,
                   sample_ratio=0.2, n_components=20, calibration_tokens=48, quick_agreement_tokens=16, quick_eval_tokens=96,
                   quick_repair_fit_normal=48)
+    if truth == "sampled":
+        pool = set(_sampled_ground_truth(tmp_path / "gt", smollm.spec, 3000, seed=5))
+        params["ground_truth_dir"] = str(tmp_path / "gt")
     run = Run(tmp_path, "glitch", model=smollm, params=params, seed=0)
     summary = pipeline.run(smollm, run, quick=True, **params)
     run.summary(**summary)
+    if truth == "sampled":  # the quick vocabulary is drawn from the stored sample, and the whole vocabulary is projected
+        searched = pd.read_csv(tmp_path / "glitch" / "tables" / "detection.csv").token_id
+        assert set(searched) <= pool and summary["vocab_sample_n"] == 3000 and summary["vocab_sample_seed"] == 5
+        assert summary["projected_full_scan_s"] > summary["time_exhaustive_stored_sample_s"] > 0
+        assert "n_glitch_ground_truth_full_vocab" not in summary
+    else:
+        assert "vocab_sample_n" not in summary and summary["n_glitch_ground_truth_full_vocab"] > 1000
     for k in ("vocab_size", "n_glitch_ground_truth", "precision", "recall", "f1", "time_pipeline_s", "time_exhaustive_s",
               "magikarp_recall", "repair_rate", "repair_rule_based_rate", "normal_damage_rate",
               "precision_consensus", "recall_consensus", "f1_consensus", "time_ratio_consensus", "n_glitch_consensus",

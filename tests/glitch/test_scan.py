@@ -28,6 +28,27 @@ def test_scan_is_resumable_and_sharded(tiny_models, tmp_path):
     assert json.loads((out / f"{m.spec}_ground_truth.json").read_text())["weight_hash"] == m.weight_hash
 
 
+def test_scan_of_a_stated_random_sample(tiny_models, tmp_path):
+    from interp.glitch.scan import sample_ids
+
+    m = tiny_models["gpt2"]
+    tpl = repeat_template(m, shots=())
+    ids = sample_ids(m.d_vocab, 40, seed=3)
+    assert ids == sorted(set(ids)) and len(ids) == 40 and ids != list(range(40)) and ids == sample_ids(m.d_vocab, 40, seed=3)
+    work, out = tmp_path / "work", tmp_path / "out"
+    table, meta = exhaustive_scan(m, work, chunk_size=16, max_new_tokens=2, template=tpl, out_folder=out, sample=40, sample_seed=3)
+    assert list(table.token_id) == ids
+    assert meta["sample"]["n"] == 40 and meta["sample"]["seed"] == 3 and meta["sample"]["of"] == m.d_vocab == meta["vocab_size"]
+    assert sorted(p.name for p in work.glob("*.csv.gz")) == ["sample_000000.csv.gz", "sample_000016.csv.gz", "sample_000032.csv.gz"]
+    stored, _ = load_ground_truth(m.spec, out)
+    assert list(stored.token_id) == ids
+    # the work folder remembers its draw: chunks of another sample are never mixed in
+    with pytest.raises(InterpError, match="another sample"):
+        exhaustive_scan(m, work, chunk_size=16, max_new_tokens=2, template=tpl, out_folder=out, sample=40, sample_seed=4)
+    with pytest.raises(InterpError, match="sample needs"):
+        sample_ids(10, 11)
+
+
 def test_stored_ground_truth_is_complete():
     truth, meta = load_ground_truth("smollm2-135m")
     assert list(truth.token_id) == list(range(49152))
