@@ -5,9 +5,10 @@ that draw (how many glitch tokens the sample holds, where the cross-fitted cut-o
 consensus verdicts stored for the whole vocabulary (``python -m interp.glitch.scan --consensus``),
 every draw can be replayed without asking the model (against the consensus label, and against the
 single-prompt label with the single prompt as the oracle): this script runs
-:func:`interp.glitch.search.ranked_search` for ``--seeds`` samples, looks every verdict up, and prices
-each cascade call at the seconds per call a run measured (its ``summary.json``), as the run prices
-its own. Writes ``search_seeds.csv`` (one row per label, seed and aim) to ``--out``.
+:func:`interp.glitch.search.ranked_search` for ``--seeds`` samples with the run's own stop (its aim
+and time budget), looks every verdict up, and prices each cascade call at the seconds per call a run
+measured (its ``summary.json``), as the run prices its own; beside it, each draw's other cut-offs
+without a budget. Writes ``search_seeds.csv`` (one row per label, seed, aim and budget) to ``--out``.
 
     python analyses/glitch_search_seeds.py [--quick] [--summary figures/full/smollm2-135m/glitch/summary.json]
 """
@@ -52,21 +53,32 @@ if __name__ == "__main__":
     single = (table[prompts[0]] == "glitch").to_numpy()
     single_cost = np.full(len(table), per_call[prompts[0]])
     labels["single_prompt"] = (single, single_cost, float(single_cost.sum()))
+    budget = float(DEFAULTS["search_budget"]) if DEFAULTS["search_budget"] else None
     rows = []
     for name, (y, c, full) in labels.items():
         for seed in range(seeds):
+            # the run's own rule: its aim's cut-off, verified best first within its time budget
             rs = ranked_search(X, lambda pos: y[pos], sample_ratio=float(DEFAULTS["search_sample_ratio"]),
-                               aim=aims[0], C=float(DEFAULTS["search_C"]), seed=seed, feature_seconds=feature_s)
+                               aim=float(DEFAULTS["search_aim"]), C=float(DEFAULTS["search_C"]), seed=seed,
+                               feature_seconds=feature_s, budget=budget, cost=lambda pos: c[pos])
             sample_s = float(c[rs.in_sample].sum())
+            fixed = sum(rs.seconds.values()) + sample_s
+            recall = float(rs.found.sum() / y.sum())
+            rows.append({"label": name, "seed": seed, "aim": rs.aim, "budget": budget, "stopped_by": rs.stopped_by,
+                         "sample_glitch": int(rs.sample_glitch.sum()), "verified_share": float(rs.predicted.mean()),
+                         "recall": recall, "f1": 2 * recall / (1 + recall),
+                         "time_ratio": (fixed + float(c[rs.predicted].sum())) / full})
+            # other cut-offs of the same draw, without a budget
             for aim, cut, pred in aim_sweep(rs, aims):
                 recall = float(((rs.in_sample | pred) & y).sum() / y.sum())
-                rows.append({"label": name, "seed": seed, "aim": aim, "sample_glitch": int(rs.sample_glitch.sum()),
-                             "verified_share": float(pred.mean()), "recall": recall, "f1": 2 * recall / (1 + recall),
-                             "time_ratio": (sum(rs.seconds.values()) + sample_s + float(c[pred].sum())) / full})
+                rows.append({"label": name, "seed": seed, "aim": aim, "budget": None, "stopped_by": "aim",
+                             "sample_glitch": int(rs.sample_glitch.sum()), "verified_share": float(pred.mean()),
+                             "recall": recall, "f1": 2 * recall / (1 + recall), "time_ratio": (fixed + float(c[pred].sum())) / full})
     out = pd.DataFrame(rows)
     Path(a.out).mkdir(parents=True, exist_ok=True)
     out.to_csv(Path(a.out) / "search_seeds.csv", index=False)
-    target = out.assign(met=(out.recall >= 0.8) & (out.f1 >= 0.89) & (out.time_ratio <= 0.5))
-    print(target.groupby(["label", "aim"]).agg(recall_mean=("recall", "mean"), recall_min=("recall", "min"),
+    target = out.assign(met=(out.recall >= 0.8) & (out.f1 >= 0.89) & (out.time_ratio <= 0.5),
+                        rule=out.budget.map(lambda b: f"budget {b:g}" if pd.notna(b) else "none"))
+    print(target.groupby(["label", "rule", "aim"]).agg(recall_mean=("recall", "mean"), recall_min=("recall", "min"),
                                      ratio_mean=("time_ratio", "mean"), ratio_max=("time_ratio", "max"),
                                      share_meeting_target=("met", "mean")).round(3).to_string())

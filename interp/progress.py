@@ -52,9 +52,16 @@ def _span(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
+def _plural(word: str) -> str:
+    """``batch`` -> ``batches``, ``edit`` -> ``edits``, ``tokens`` stays."""
+    if word.endswith("s"):
+        return word
+    return word + ("es" if word.endswith(("ch", "sh", "x", "z")) else "s")
+
+
 def _lines(iterable: Iterable[T], desc: str, total: Optional[int], unit: str) -> Iterator[T]:
     every = float(os.environ.get("INTERP_PROGRESS_EVERY", "60"))
-    units = "items" if unit == "it" else unit if unit.endswith("s") else unit + "s"
+    units = "items" if unit == "it" else _plural(unit)
     start = last = time.monotonic()
     for i, x in enumerate(iterable, 1):
         yield x  # the caller's loop body runs here: the item is done when the generator resumes

@@ -490,7 +490,7 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
     search_ratio = float(p["quick_search_sample_ratio"] if quick else p["search_sample_ratio"])
     srch = run.stage("ranked_search", lambda: search_step(model, verdicts, prompts, cand, samp, eval_pos, cons,
                                                           {**p, "search_sample_ratio": search_ratio}, seed, single_pos),
-                     key=[len(vocab), search_ratio, p["search_aim"], p["search_C"], ",".join(prompts)])
+                     key=[len(vocab), search_ratio, p["search_aim"], p["search_C"], p["search_budget"], ",".join(prompts)])
     summary.update(srch["summary"])
 
     # agreement of the prompts on a random share of the candidates (every prompt asks every token)
@@ -642,15 +642,20 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
     X = token_statistics(model, cand).to_numpy()
     feature_s = time.perf_counter() - t0
     asked: list[dict[str, int]] = []
+    seconds: dict[int, float] = {}
 
     def label(pos: np.ndarray) -> np.ndarray:
         tab, calls = verdicts.cascade(cand[pos], prompts)
         asked.append(calls)
+        each = sum(np.where(tab[k].astype(str).to_numpy() != "", verdicts.s_per_call(k), 0.0) for k in prompts)
+        seconds.update(zip(np.asarray(pos).tolist(), np.asarray(each, dtype=float).tolist()))
         return tab.consensus_all.to_numpy() == "glitch"
 
     rs = ranked_search(X, label, sample_ratio=float(p["search_sample_ratio"]), aim=float(p["search_aim"]),
-                       C=float(p["search_C"]), seed=seed, feature_seconds=feature_s)
-    sample_calls, verify_calls = asked[0], (asked[1] if len(asked) > 1 else {k: 0 for k in prompts})
+                       C=float(p["search_C"]), seed=seed, feature_seconds=feature_s, budget=_budget(p),
+                       cost=lambda pos: np.array([seconds[int(i)] for i in pos]))
+    sample_calls = asked[0]
+    verify_calls = {k: sum(a[k] for a in asked[1:]) for k in prompts}
     fixed_s = float(sum(rs.seconds.values())) + verdicts.price(sample_calls)
     exhaustive_s = cons["exhaustive_s"]
     # the tokens whose consensus label is known, with the weight each stands for
@@ -681,6 +686,10 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
         "search_feature_time_s": feature_s, "search_fit_time_s": float(rs.seconds["training"] + rs.seconds["prediction"]),
         "search_oracle_time_s": verdicts.price(sample_calls) + verdicts.price(verify_calls),
         "search_time_ratio_for_recall_target": float(reach.time_ratio.min()) if len(reach) else None,
+        "search_budget": rs.budget, "search_stopped_by": rs.stopped_by,
+        "search_estimated_exhaustive_s": rs.estimated_exhaustive_s,
+        # what the search counted against its budget: each call at the seconds per call known when it was made
+        "search_budget_spent_s": rs.oracle_s + float(sum(rs.seconds.values())),
     }
     table = pd.DataFrame({"token_id": cand, "in_sample": rs.in_sample, "score": rs.score, "crossfit_score": rs.crossfit,
                           "verified": rs.predicted, "found": rs.found})
@@ -700,15 +709,22 @@ def _search_single(verdicts: Verdicts, cand: np.ndarray, samp: np.ndarray, singl
     def label(pos: np.ndarray) -> np.ndarray:
         return np.array(verdicts.ask(SINGLE_PROMPT, cand[pos])) == "glitch"
 
-    rs = ranked_search(X, label, sample_ratio=float(p["search_sample_ratio"]), aim=float(p["search_aim"]),
-                       C=float(p["search_C"]), seed=seed, feature_seconds=feature_s)
     per_call = verdicts.s_per_call(SINGLE_PROMPT)
+    rs = ranked_search(X, label, sample_ratio=float(p["search_sample_ratio"]), aim=float(p["search_aim"]),
+                       C=float(p["search_C"]), seed=seed, feature_seconds=feature_s, budget=_budget(p),
+                       cost=lambda pos: np.full(len(pos), per_call))
     n_calls = int(rs.in_sample.sum() + rs.predicted.sum())
     time_s = float(sum(rs.seconds.values())) + n_calls * per_call
     known, w = _known_weights(samp, single_pos)
     rec = _weighted_recall(w, label(known), rs.found[known])
     return {"search_recall_single": rec, "search_f1_single": _f1(1.0, rec), "search_n_verified_single": int(rs.predicted.sum()),
             "search_time_ratio_single": time_s / (len(cand) * per_call)}
+
+
+def _budget(p: dict[str, Any]) -> Optional[float]:
+    """The ranked search's time budget (``search_budget``; None or 0: none)."""
+    b = p.get("search_budget")
+    return float(b) if b else None
 
 
 def _known_weights(samp: np.ndarray, outside_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,8 @@ def test_lines_mode_prints_counts_and_time_left(monkeypatch, capsys):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "\r" not in "".join(err)  # not after the last item: the loop's own line follows
     assert err[0].startswith("  edits: 1/3 edits (33%),") and "left" in err[0]
+    assert list(track([1, 2], "oracle", unit="batch")) == [1, 2]  # English plurals
+    assert capsys.readouterr().err.splitlines()[0].startswith("  oracle: 1/2 batches (50%),")
     assert list(track(iter("ab"), "chars")) == ["a", "b"]  # no length: counts only
     assert capsys.readouterr().err.splitlines() == ["  chars: 1 item, 0s so far", "  chars: 2 items, 0s so far"]
 

@@ -69,3 +69,44 @@ def test_crossfit_and_cutoff_checks():
     assert cutoff_for_aim(cf, y, 1.0) == cf[y].min()
     with pytest.raises(InterpError):
         ranked_search(X, lambda pos: y[pos], sample_ratio=1.0)
+
+
+def test_a_budget_stops_the_verification_best_first_within_the_estimated_exhaustive_time():
+    X, y = _data(n=6000, seed=3)
+    # glitch tokens cost three times as much to label (the cascade asks every prompt), with some noise
+    rng = np.random.default_rng(0)
+    c = np.where(y, 3.0, 1.0) * rng.uniform(0.9, 1.1, size=len(y))
+    asked = []
+
+    def label(pos):
+        asked.append(np.asarray(pos))
+        return y[pos]
+
+    free = ranked_search(X, lambda pos: y[pos], sample_ratio=0.1, aim=0.95, seed=0)
+    rs = ranked_search(X, label, sample_ratio=0.1, aim=0.95, seed=0, budget=0.2, cost=lambda pos: c[pos], batch=100)
+    assert rs.stopped_by == "budget" and rs.budget == 0.2
+    # the same draw and cut-off; the budget verifies a prefix of the aim's candidates, best score first
+    assert (rs.in_sample == free.in_sample).all() and rs.cutoff == free.cutoff
+    assert (rs.predicted <= free.predicted).all() and 0 < rs.predicted.sum() < free.predicted.sum()
+    assert rs.score[rs.predicted].min() >= rs.score[free.predicted & ~rs.predicted].max()
+    assert all(len(a) <= 100 for a in asked[1:]) and len(asked) > 2
+    # the sample's lower estimate of the exhaustive time, and the spend within the budget of the true time
+    assert rs.estimated_exhaustive_s < c.sum() < 1.1 * rs.estimated_exhaustive_s
+    assert rs.oracle_s == pytest.approx(c[rs.in_sample | rs.predicted].sum())
+    assert 0.17 * c.sum() < rs.oracle_s + sum(rs.seconds.values()) <= 0.2 * rs.estimated_exhaustive_s
+    # precision 1 still, and the budget bought more recall than its share of random labelling would
+    assert y[rs.found].all() and rs.found.sum() / y.sum() > 0.4
+
+
+def test_a_budget_that_the_aim_does_not_reach_changes_nothing_and_bad_budgets_are_refused():
+    X, y = _data(seed=4)
+    c = np.ones(len(y))
+    free = ranked_search(X, lambda pos: y[pos], sample_ratio=0.2, aim=0.8, seed=0)
+    rs = ranked_search(X, lambda pos: y[pos], sample_ratio=0.2, aim=0.8, seed=0, budget=1.0, cost=lambda pos: c[pos])
+    assert rs.stopped_by == "aim" and (rs.predicted == free.predicted).all() and (rs.found == free.found).all()
+    assert rs.oracle_s == pytest.approx((rs.in_sample | rs.predicted).sum())
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(InterpError, match="budget"):
+            ranked_search(X, lambda pos: y[pos], budget=bad, cost=lambda pos: c[pos])
+    with pytest.raises(InterpError, match="cost"):
+        ranked_search(X, lambda pos: y[pos], budget=0.5)
