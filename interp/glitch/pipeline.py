@@ -245,8 +245,18 @@ class Verdicts:
             ask &= col == "glitch"
         return pd.concat([table, consensus_labels(table, list(prompts))], axis=1), calls
 
-    def price(self, calls: dict[str, float]) -> float:
-        return float(sum(n * self.s_per_call(k) for k, n in calls.items()))
+    def rates(self, prompts: Sequence[str]) -> dict[str, float]:
+        """Each prompt's seconds per call as measured so far (a price list to hold fixed)."""
+        return {k: self.s_per_call(k) for k in prompts}
+
+    def price(self, calls: dict[str, float], rates: Optional[dict[str, float]] = None) -> float:
+        """Seconds of ``calls`` (prompt -> number of calls) at ``rates`` (default: the rates measured so far)."""
+        return priced(calls, rates if rates is not None else self.rates(list(calls)))
+
+
+def priced(calls: dict[str, float], rates: dict[str, float]) -> float:
+    """Seconds of ``calls`` (prompt -> number of calls) at ``rates`` (prompt -> seconds per call)."""
+    return float(sum(n * rates[k] for k, n in calls.items()))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -598,8 +608,12 @@ def consensus_step(verdicts: Verdicts, prompts: list[str], cand: np.ndarray, sam
     # how many calls the cascade makes per candidate, from the sample and the evaluation set (both random)
     n_rand = int(samp.sum()) + len(eval_pos)
     exhaustive_calls = {k: (sample_calls[k] + eval_calls[k]) / n_rand * len(cand) for k in prompts}
-    exhaustive_s = verdicts.price(exhaustive_calls)
-    oracle_s = verdicts.price(sample_calls) + verdicts.price(pred_calls)
+    # one price list for every consensus cost: this detector, the exhaustive oracle and the ranked search
+    # (whose own live calls, in a run without every verdict asked here, would otherwise move the prices
+    # of its numerator away from its denominator's)
+    rates = verdicts.rates(prompts)
+    exhaustive_s = verdicts.price(exhaustive_calls, rates)
+    oracle_s = verdicts.price(sample_calls, rates) + verdicts.price(pred_calls, rates)
     eval_glitch = eval_tab.consensus_all.to_numpy() == "glitch"
     n_s = int((sample_tab.consensus_all == "glitch").sum())
     rec, n_g = estimated_recall(n_s, eval_glitch, cd["predicted"][eval_pos] & found[eval_pos], int((~samp).sum()))
@@ -610,17 +624,17 @@ def consensus_step(verdicts: Verdicts, prompts: list[str], cand: np.ndarray, sam
         "consensus_svm_precision_before_verification": float((pred_tab.consensus_all == "glitch").mean()) if len(pred_pos) else None,
         "time_consensus_exhaustive_s": exhaustive_s, "time_pipeline_consensus_oracle_s": oracle_s,
         "consensus_exhaustive_calls_per_token": float(sum(exhaustive_calls.values()) / len(cand)),
-        **{f"consensus_s_per_call_{k}": verdicts.s_per_call(k) for k in prompts},
+        **{f"consensus_s_per_call_{k}": rates[k] for k in prompts},
     }
-    sweep = consensus_threshold_sweep(cd["score"], samp, eval_pos, eval_tab, prompts, verdicts, fixed_s + cd["seconds"]
-                                      + verdicts.price(sample_calls), exhaustive_s, n_s,
+    sweep = consensus_threshold_sweep(cd["score"], samp, eval_pos, eval_tab, prompts, rates, fixed_s + cd["seconds"]
+                                      + verdicts.price(sample_calls, rates), exhaustive_s, n_s,
                                       sorted(float(x) for x in str(p["consensus_threshold_sweep"]).split(",") if x.strip()))
     reach = sweep[sweep.recall >= float(p["recall_target"])]
     summary["consensus_time_ratio_for_recall_target"] = float(reach.time_ratio.min()) if len(reach) else None
     summary["consensus_threshold_for_recall_target"] = float(reach.threshold.iloc[reach.time_ratio.argmin()]) if len(reach) else None
     return {"summary": summary, "sample": sample_tab, "eval": eval_tab, "score": cd["score"], "predicted": cd["predicted"], "sweep": sweep,
             "found": found, "svm_s": cd["seconds"], "pipeline_oracle_s": oracle_s, "exhaustive_s": exhaustive_s,
-            "n_sample_glitch": n_s}
+            "n_sample_glitch": n_s, "rates": rates}
 
 
 def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.ndarray, samp: np.ndarray,
@@ -630,8 +644,9 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
     beside it the same search against the single-prompt label (``search_*_single``).
 
     Its random sample (``search_sample_ratio``) and its verifications are asked with the consensus
-    cascade; every use of a verdict is priced at the prompt's seconds per call of this run (as the
-    detectors are), and the features and the fit at their wall time. Recall is counted on the tokens
+    cascade; every use of a verdict is priced at the prompt's seconds per call of this run as the
+    consensus detector and the exhaustive oracle are (``cons["rates"]``: the search's own live calls
+    do not re-price it), and the features and the fit at their wall time. Recall is counted on the tokens
     whose consensus label this run knows (GlitchProber's sample and the evaluation set), weighting
     the evaluation set by the share of the candidates outside the sample it stands for: exact when
     the evaluation set is every other candidate.
@@ -643,11 +658,12 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
     feature_s = time.perf_counter() - t0
     asked: list[dict[str, int]] = []
     seconds: dict[int, float] = {}
+    rates = cons["rates"]
 
     def label(pos: np.ndarray) -> np.ndarray:
         tab, calls = verdicts.cascade(cand[pos], prompts)
         asked.append(calls)
-        each = sum(np.where(tab[k].astype(str).to_numpy() != "", verdicts.s_per_call(k), 0.0) for k in prompts)
+        each = sum(np.where(tab[k].astype(str).to_numpy() != "", rates[k], 0.0) for k in prompts)
         seconds.update(zip(np.asarray(pos).tolist(), np.asarray(each, dtype=float).tolist()))
         return tab.consensus_all.to_numpy() == "glitch"
 
@@ -656,7 +672,7 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
                        cost=lambda pos: np.array([seconds[int(i)] for i in pos]))
     sample_calls = asked[0]
     verify_calls = {k: sum(a[k] for a in asked[1:]) for k in prompts}
-    fixed_s = float(sum(rs.seconds.values())) + verdicts.price(sample_calls)
+    fixed_s = float(sum(rs.seconds.values())) + verdicts.price(sample_calls, rates)
     exhaustive_s = cons["exhaustive_s"]
     # the tokens whose consensus label is known, with the weight each stands for
     known, w = _known_weights(samp, eval_pos)
@@ -665,7 +681,7 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
     k_asked = {k: known_tab[k].astype(str).to_numpy() != "" for k in prompts}
     in_s = rs.in_sample[known]
     rec = _weighted_recall(w, g, rs.found[known])  # found: the sample's glitch tokens and the verified ones
-    time_s = fixed_s + verdicts.price(verify_calls)
+    time_s = fixed_s + verdicts.price(verify_calls, rates)
     rows = []
     aims = sorted({float(x) for x in str(p["search_aim_sweep"]).split(",") if x.strip()} | {float(p["search_aim"])})
     for aim, cut, pred in aim_sweep(rs, aims):
@@ -673,7 +689,7 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
         r = _weighted_recall(w, g, in_s | pk)
         calls = {k: float((w * (k_asked[k] & pk)).sum()) for k in prompts}
         rows.append({"aim": aim, "cutoff": cut, "verified_share": float(pred.mean()), "recall": r, "f1": _f1(1.0, r),
-                     "time_ratio": (fixed_s + verdicts.price(calls)) / exhaustive_s})
+                     "time_ratio": (fixed_s + verdicts.price(calls, rates)) / exhaustive_s})
     sweep = pd.DataFrame(rows, columns=["aim", "cutoff", "verified_share", "recall", "f1", "time_ratio"])
     reach = sweep[sweep.recall >= float(p["recall_target"])]
     summary = {
@@ -684,11 +700,11 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
         "search_precision_consensus": 1.0, "search_recall_consensus": rec, "search_f1_consensus": _f1(1.0, rec),
         "search_time_s": time_s, "search_time_ratio_consensus": time_s / exhaustive_s,
         "search_feature_time_s": feature_s, "search_fit_time_s": float(rs.seconds["training"] + rs.seconds["prediction"]),
-        "search_oracle_time_s": verdicts.price(sample_calls) + verdicts.price(verify_calls),
+        "search_oracle_time_s": verdicts.price(sample_calls, rates) + verdicts.price(verify_calls, rates),
         "search_time_ratio_for_recall_target": float(reach.time_ratio.min()) if len(reach) else None,
         "search_budget": rs.budget, "search_stopped_by": rs.stopped_by,
         "search_estimated_exhaustive_s": rs.estimated_exhaustive_s,
-        # what the search counted against its budget: each call at the seconds per call known when it was made
+        # what the search counted against its budget (the same prices: equal to search_time_s)
         "search_budget_spent_s": rs.oracle_s + float(sum(rs.seconds.values())),
     }
     table = pd.DataFrame({"token_id": cand, "in_sample": rs.in_sample, "score": rs.score, "crossfit_score": rs.crossfit,
@@ -743,14 +759,14 @@ def _weighted_recall(w: np.ndarray, glitch: np.ndarray, found: np.ndarray) -> fl
 
 
 def consensus_threshold_sweep(score: np.ndarray, samp: np.ndarray, eval_pos: np.ndarray, eval_tab: pd.DataFrame,
-                              prompts: Sequence[str], verdicts: Verdicts, fixed_s: float, exhaustive_s: float,
+                              prompts: Sequence[str], rates: dict[str, float], fixed_s: float, exhaustive_s: float,
                               n_sample_glitch: int, thresholds: Sequence[float]) -> pd.DataFrame:
     """Recall and cost of the consensus detector at other SVM decision thresholds, from the evaluation set.
 
     At threshold ``t`` the tokens outside the sample with a score above ``t`` are verified by the
     cascade. The evaluation set's tokens above ``t`` say how many consensus glitch tokens that finds
     (:func:`estimated_recall`) and how many calls of each prompt the cascade makes on them (scaled to
-    every candidate outside the sample); the calls are priced at the seconds per call of this run.
+    every candidate outside the sample); the calls are priced at ``rates`` (seconds per call of this run).
 
     Returns:
         Columns ``threshold, predicted_share, recall, f1, time_ratio`` (``f1`` at precision 1).
@@ -764,7 +780,7 @@ def consensus_threshold_sweep(score: np.ndarray, samp: np.ndarray, eval_pos: np.
         pred = np.nan_to_num(sc, nan=-np.inf) > t
         rec = estimated_recall(n_sample_glitch, glitch, pred, n_out)[0]
         calls = {k: float((asked[k] & pred).sum()) / max(1, len(eval_pos)) * n_out for k in prompts}
-        ratio = (fixed_s + verdicts.price(calls)) / exhaustive_s
+        ratio = (fixed_s + priced(calls, rates)) / exhaustive_s
         rows.append({"threshold": t, "predicted_share": float(pred.mean()), "recall": rec, "f1": _f1(1.0, rec), "time_ratio": ratio})
     return pd.DataFrame(rows)
 
