@@ -249,10 +249,6 @@ class Verdicts:
         """Each prompt's seconds per call as measured so far (a price list to hold fixed)."""
         return {k: self.s_per_call(k) for k in prompts}
 
-    def price(self, calls: dict[str, float], rates: Optional[dict[str, float]] = None) -> float:
-        """Seconds of ``calls`` (prompt -> number of calls) at ``rates`` (default: the rates measured so far)."""
-        return priced(calls, rates if rates is not None else self.rates(list(calls)))
-
 
 def priced(calls: dict[str, float], rates: dict[str, float]) -> float:
     """Seconds of ``calls`` (prompt -> number of calls) at ``rates`` (prompt -> seconds per call)."""
@@ -612,8 +608,8 @@ def consensus_step(verdicts: Verdicts, prompts: list[str], cand: np.ndarray, sam
     # (whose own live calls, in a run without every verdict asked here, would otherwise move the prices
     # of its numerator away from its denominator's)
     rates = verdicts.rates(prompts)
-    exhaustive_s = verdicts.price(exhaustive_calls, rates)
-    oracle_s = verdicts.price(sample_calls, rates) + verdicts.price(pred_calls, rates)
+    exhaustive_s = priced(exhaustive_calls, rates)
+    oracle_s = priced(sample_calls, rates) + priced(pred_calls, rates)
     eval_glitch = eval_tab.consensus_all.to_numpy() == "glitch"
     n_s = int((sample_tab.consensus_all == "glitch").sum())
     rec, n_g = estimated_recall(n_s, eval_glitch, cd["predicted"][eval_pos] & found[eval_pos], int((~samp).sum()))
@@ -627,7 +623,7 @@ def consensus_step(verdicts: Verdicts, prompts: list[str], cand: np.ndarray, sam
         **{f"consensus_s_per_call_{k}": rates[k] for k in prompts},
     }
     sweep = consensus_threshold_sweep(cd["score"], samp, eval_pos, eval_tab, prompts, rates, fixed_s + cd["seconds"]
-                                      + verdicts.price(sample_calls, rates), exhaustive_s, n_s,
+                                      + priced(sample_calls, rates), exhaustive_s, n_s,
                                       sorted(float(x) for x in str(p["consensus_threshold_sweep"]).split(",") if x.strip()))
     reach = sweep[sweep.recall >= float(p["recall_target"])]
     summary["consensus_time_ratio_for_recall_target"] = float(reach.time_ratio.min()) if len(reach) else None
@@ -672,7 +668,7 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
                        cost=lambda pos: np.array([seconds[int(i)] for i in pos]))
     sample_calls = asked[0]
     verify_calls = {k: sum(a[k] for a in asked[1:]) for k in prompts}
-    fixed_s = float(sum(rs.seconds.values())) + verdicts.price(sample_calls, rates)
+    fixed_s = float(sum(rs.seconds.values())) + priced(sample_calls, rates)
     exhaustive_s = cons["exhaustive_s"]
     # the tokens whose consensus label is known, with the weight each stands for
     known, w = _known_weights(samp, eval_pos)
@@ -681,7 +677,7 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
     k_asked = {k: known_tab[k].astype(str).to_numpy() != "" for k in prompts}
     in_s = rs.in_sample[known]
     rec = _weighted_recall(w, g, rs.found[known])  # found: the sample's glitch tokens and the verified ones
-    time_s = fixed_s + verdicts.price(verify_calls, rates)
+    time_s = fixed_s + priced(verify_calls, rates)
     rows = []
     aims = sorted({float(x) for x in str(p["search_aim_sweep"]).split(",") if x.strip()} | {float(p["search_aim"])})
     for aim, cut, pred in aim_sweep(rs, aims):
@@ -689,7 +685,7 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
         r = _weighted_recall(w, g, in_s | pk)
         calls = {k: float((w * (k_asked[k] & pk)).sum()) for k in prompts}
         rows.append({"aim": aim, "cutoff": cut, "verified_share": float(pred.mean()), "recall": r, "f1": _f1(1.0, r),
-                     "time_ratio": (fixed_s + verdicts.price(calls, rates)) / exhaustive_s})
+                     "time_ratio": (fixed_s + priced(calls, rates)) / exhaustive_s})
     sweep = pd.DataFrame(rows, columns=["aim", "cutoff", "verified_share", "recall", "f1", "time_ratio"])
     reach = sweep[sweep.recall >= float(p["recall_target"])]
     summary = {
@@ -700,7 +696,7 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
         "search_precision_consensus": 1.0, "search_recall_consensus": rec, "search_f1_consensus": _f1(1.0, rec),
         "search_time_s": time_s, "search_time_ratio_consensus": time_s / exhaustive_s,
         "search_feature_time_s": feature_s, "search_fit_time_s": float(rs.seconds["training"] + rs.seconds["prediction"]),
-        "search_oracle_time_s": verdicts.price(sample_calls, rates) + verdicts.price(verify_calls, rates),
+        "search_oracle_time_s": priced(sample_calls, rates) + priced(verify_calls, rates),
         "search_time_ratio_for_recall_target": float(reach.time_ratio.min()) if len(reach) else None,
         "search_budget": rs.budget, "search_stopped_by": rs.stopped_by,
         "search_estimated_exhaustive_s": rs.estimated_exhaustive_s,
