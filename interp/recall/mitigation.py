@@ -6,10 +6,12 @@ Two interventions that follow from the interpretation, and both together:
 changes the last position's stream by ``x' = x - sum_h (1 - a) o_h`` (rescaling by ``a``; ``a = 0``
 is zero ablation) or ``x' = x - sum_h (o_h - mean_h)`` (mean ablation) on the direct path; the final
 MLP also reads those heads (except in parallel-attention blocks, GPT-J and NeoX, where the estimate
-is exact), so :func:`ablated_readout` is a cheap *direct-path estimate* from one capture.
-:func:`select_suppressor_heads` ranks the final-layer heads with a negative direct attribution on
-the answer by that estimate, then adds them greedily, each step measured by a real hooked forward
-pass on the train facts, while the train metric (mean answer probability, or accuracy) rises.
+is exact), so :func:`ablated_readout` is only a cheap *direct-path estimate* from one capture.
+:func:`select_suppressor_heads` therefore measures each final-layer head's removal by a real hooked
+forward pass on the train facts (the last token re-run through the final block alone), ranks the
+heads by that measured gain, then adds them greedily, each step measured the same way, while the
+train metric (mean answer probability, or accuracy) rises. The direct-path estimate is kept in the
+trace beside the measured value: the difference is what the final MLP does with the heads' writes.
 
 (b) **frequency**: the component of the final MLP's output along the residual direction whose
 logits follow token frequency is removed. With the final norm's gain ``w`` (scale frozen), token
@@ -131,10 +133,13 @@ def select_suppressor_heads(
 ) -> tuple[list[Head], pd.DataFrame]:
     """Greedily choose final-layer heads whose ablation raises recall on the train facts.
 
-    Candidates are the last layer's heads with a negative mean direct attribution on the answer
-    whose single ablation helps by the direct-path estimate (:func:`ablated_readout`); in that order
-    each is added if a real hooked pass over the train prompts shows the metric rising by more than
-    ``min_gain``.
+    Every head of the last layer is removed alone and measured by a real hooked pass over the train
+    prompts; those whose removal raises the metric by more than ``min_gain`` are the candidates, in
+    order of their measured gain, and each is added if the pass with it added shows the metric
+    rising again. The direct-path estimate (:func:`ablated_readout`) of the heads with a negative
+    mean direct attribution on the answer is recorded beside, for comparison; it does not filter
+    (on Gemma 3 it puts head 17.2's gain at +0.001 where the real pass measures +0.05: the final
+    MLP reads the heads' writes).
 
     Args:
         model: the model.
@@ -185,10 +190,15 @@ def select_suppressor_heads(
     mean_dla = torch.cat(dla).mean(0)
     base = pool([(a.answer_prob, a.correct) for a in train])
     trace = [{"step": "base", "heads": "", "accuracy": base[0], "answer_prob": base[1], "kept": True}]
-    single = []
     for h in [(last, h) for h in range(model.n_heads) if float(mean_dla[h]) < 0]:
         s = estimate([h])
         trace.append({"step": "direct-path estimate", "heads": head_name(h), "dla_answer": float(mean_dla[h[1]]),
+                      "accuracy": s[0], "answer_prob": s[1], "kept": False})
+    measured: dict[tuple[Head, ...], tuple[float, float]] = {}
+    single = []
+    for h in [(last, h) for h in range(model.n_heads)]:
+        s = measured[(h,)] = measure([h])
+        trace.append({"step": "measured alone", "heads": head_name(h), "dla_answer": float(mean_dla[h[1]]),
                       "accuracy": s[0], "answer_prob": s[1], "kept": False})
         if better(s, base):
             single.append((s, h))
@@ -198,9 +208,10 @@ def select_suppressor_heads(
     for _, h in single:
         if max_heads is not None and len(chosen) >= max_heads:
             break
-        s = measure(chosen + [h])
+        hs = tuple(chosen + [h])
+        s = measured[hs] if hs in measured else measure(list(hs))
         keep = better(s, best)
-        trace.append({"step": "measured", "heads": ",".join(map(head_name, chosen + [h])), "accuracy": s[0],
+        trace.append({"step": "measured", "heads": ",".join(map(head_name, hs)), "accuracy": s[0],
                       "answer_prob": s[1], "kept": keep})
         if keep:
             chosen.append(h)

@@ -56,6 +56,14 @@ def test_selection_and_table(tiny_models):
             row["answer_prob_mitigated"], abs=1e-5)
     else:
         assert row["answer_prob_mitigated"] == pytest.approx(base, abs=1e-6)
+    # every final-layer head is measured alone by a real pass, whatever its direct attribution says;
+    # only heads whose own removal helps are candidates
+    alone = trace[trace["step"] == "measured alone"].set_index("heads")
+    assert list(alone.index) == [f"{last}.{h}" for h in range(m.n_heads)]
+    with ablate_heads(m, [(last, 1)]):
+        p1, _ = evaluate_recall(m, acts)
+    assert alone.loc[f"{last}.1", "answer_prob"] == pytest.approx(float(p1.mean()), abs=1e-6)
+    assert all(alone.loc[f"{L}.{h}", "answer_prob"] > base for L, h in chosen)
     with pytest.raises(InterpError, match="metric"):
         select_suppressor_heads(m, [acts], metric="f1")
 
