@@ -291,7 +291,10 @@ class Model:
     def unembed(self, resid: Float[torch.Tensor, "... d_model"], normalize: bool = True) -> Float[torch.Tensor, "... d_vocab"]:
         """Logits from a residual-stream vector (logit lens when ``normalize``)."""
         x = self.final_norm(resid) if normalize else resid
-        logits = x.to(self.W_U.dtype) @ self.W_U + self.b_U
+        logits = x.to(self.W_U.dtype) @ self.W_U
+        b = self.b_U
+        if bool(b.any()):  # most families have no unembedding bias: adding zeros costs a pass over the logits
+            logits = logits + b
         cap = float(getattr(self.bridge.cfg, "output_logits_soft_cap", -1.0) or -1.0)
         if cap > 0:
             logits = cap * torch.tanh(logits / cap)

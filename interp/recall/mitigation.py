@@ -51,7 +51,8 @@ from interp.recall import sources
 from interp.recall.ablation import Head, ablate_heads, ablation_hooks, head_name
 from interp.recall.activations import RecallActivations, collect_activations, group_answer_scores, prefix_groups, prompt_tails
 from interp.scoring import target_logprobs
-from interp.tail import TailCache, tail_supported
+from interp.progress import track
+from interp.tail import TailCache, lm_head, tail_supported
 from interp.recall.anti_overconfidence import log_frequency, next_token_stats
 from interp.recall.attribution import direct_logit_attribution, final_norm_linear
 from interp.recall.facts import build_prompts, load_relations
@@ -406,6 +407,104 @@ def perplexity(model: Model, texts: Sequence[str], mit: Optional[Mitigation] = N
         return next_token_stats(model, texts, max_tokens=max_tokens, tail=use, mean_distribution=False)[1]
     with model.hooks(mit.hooks(model)):  # type: ignore[union-attr]
         return next_token_stats(model, texts, max_tokens=max_tokens, tail=use, mean_distribution=False)[1]
+
+
+def _heads_part(mit: Mitigation) -> Mitigation:
+    """``mit`` without its frequency projection."""
+    return Mitigation("heads" if mit.heads else "none", mit.heads, mit.mode, mit.scale, mit.means)
+
+
+def perplexities(model: Model, texts: Sequence[str], mits: Sequence[Mitigation], max_tokens: int = 256,
+                 tail: Optional[TailCache] = None) -> list[float]:
+    """:func:`perplexity` of ``texts`` under each of ``mits``, sharing passes.
+
+    Mitigations that differ only in their frequency projection share one pass over the text: the
+    projection acts on the final MLP output, the last write before the final norm, so with the
+    norm's gain ``w``, bias ``b`` and divisor ``s`` (:func:`final_norm_linear`), the stream ``x``
+    and the projection ``c = m . d`` at a position, the projected logits follow from the unprojected
+    ones ``L`` without another product with ``W_U``:
+
+    .. math::
+
+        x_\gamma = x - \gamma c d, \qquad
+        L_\gamma = \frac{s(x)}{s(x_\gamma)} (L - k) + k - \frac{\gamma c}{s(x_\gamma)} v,
+        \qquad k = U(b), \quad v = U(w \odot d) - U(0),
+
+    with ``U`` the LM head (affine). Exact up to float rounding; the shared pass needs ``tail`` and a
+    model without logit soft-capping (otherwise each mitigation gets its own pass).
+    """
+    out: list[Optional[float]] = [None] * len(mits)
+    groups: dict[Any, list[int]] = {}
+    for i, m in enumerate(mits):
+        key = (tuple(m.heads), m.mode, m.scale, id(m.means)) if m.heads else ()
+        groups.setdefault(key, []).append(i)
+    cap = getattr(model.hf_model.config, "final_logit_softcapping", None)
+    for idx in groups.values():
+        base = _heads_part(mits[idx[0]])
+        proj = [i for i in idx if mits[i].direction is not None and mits[i].gamma]
+        if tail is None or tail.head is not None or cap or not proj or (base.start_layer(model) or model.n_layers - 1) < tail.start:
+            for i in idx:
+                out[i] = perplexity(model, texts, mits[i], max_tokens, tail)
+            continue
+        got = _shared_pass(model, texts, base, [(mits[i].direction, mits[i].gamma) for i in proj], max_tokens, tail)
+        for i in idx:
+            out[i] = got[1 + proj.index(i)] if i in proj else got[0]
+    return [float(v) for v in out]  # type: ignore[arg-type]
+
+
+def _shared_pass(model: Model, texts: Sequence[str], base: Mitigation, variants: Sequence[tuple[torch.Tensor, float]],
+                 max_tokens: int, tail: TailCache, batch_size: int = 8, chunk: int = 512) -> list[float]:
+    """Perplexity under ``base`` and under ``base`` with each ``(direction, gamma)`` projection, from
+    one pass (:func:`perplexities`)."""
+    from interp.capture import current_batch
+
+    toks = [t[:max_tokens] for t in model.encode(list(texts))]
+    toks = [t for t in toks if len(t) >= 2]
+    if tail.seqs != toks:
+        raise InterpError("the tail cache holds other texts than the ones measured")
+    last = model.n_layers - 1
+    fn = final_norm_linear(model)
+    dev = model.device
+    with torch.no_grad():
+        zero = lm_head(model, torch.zeros(1, model.d_model, device=dev, dtype=model.dtype)).float()[0]
+        k = lm_head(model, fn.b[None].to(dev, model.dtype)).float()[0]
+        dirs = [d.float().to(dev) for d, _ in variants]
+        vs = [lm_head(model, (fn.w.to(dev) * d)[None].to(model.dtype)).float()[0] - zero for d in dirs]
+    seen: dict[str, dict[int, torch.Tensor]] = {"x": {}, "m": {}}
+
+    def record(name: str):
+        def fn_(t, hook):
+            info = current_batch()
+            for j, r in enumerate(info.rows.tolist()):
+                seen[name][r] = t[j, : int(info.lengths[j])].detach().float()
+        return fn_
+
+    hooks = base.hooks(model) + [(model.hook("mlp_out", last), record("m")), (model.hook("resid_post", last), record("x"))]
+    nll = torch.zeros(1 + len(variants), dtype=torch.float64)
+    count = 0
+    with model.hooks(hooks), torch.no_grad():
+        for a in track(range(0, len(toks), batch_size), desc="generic text", unit="batch", disable=len(toks) <= batch_size):
+            rows = list(range(a, min(a + batch_size, len(toks))))
+            for v in seen.values():
+                v.clear()
+            finals = tail.hidden(rows=rows)
+            h = torch.cat([f[: len(toks[r]) - 1] for f, r in zip(finals, rows)]).to(dev)
+            x = torch.cat([seen["x"][r][: len(toks[r]) - 1] for r in rows]).to(dev)
+            m = torch.cat([seen["m"][r][: len(toks[r]) - 1] for r in rows]).to(dev)
+            tgt = torch.cat([torch.tensor(toks[r][1:], dtype=torch.long) for r in rows]).to(dev)
+            for c0 in range(0, len(h), chunk):
+                sl = slice(c0, c0 + chunk)
+                L = lm_head(model, h[sl].to(model.dtype)).float()
+                nll[0] -= float(target_logprobs(L, tgt[sl]).double().sum())
+                s0 = fn.scale(x[sl])
+                for j, ((_, g), d, v) in enumerate(zip(variants, dirs, vs)):
+                    c = m[sl] @ d
+                    sg = fn.scale(x[sl] - g * c[:, None] * d)
+                    Lg = (L - k).mul_((s0 / sg)[:, None]).add_(k).addr_((g * c / sg).neg(), v)
+                    nll[1 + j] -= float(target_logprobs(Lg, tgt[sl]).double().sum())
+                    del Lg
+            count += len(tgt)
+    return [float(torch.exp(v / count)) for v in nll]
 
 
 def choose_mitigation(

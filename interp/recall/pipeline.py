@@ -44,7 +44,7 @@ from interp.recall.attribution import final_norm_linear
 from interp.recall.claims import claims_table
 from interp.recall.facts import build_prompts, independent_relations, load_relations
 from interp.recall.logit_lens import final_drop, logit_lens_table
-from interp.recall.mitigation import HEAD_SCALES, Mitigation, choose_mitigation, mitigation_table, perplexity, text_tail
+from interp.recall.mitigation import HEAD_SCALES, Mitigation, choose_mitigation, mitigation_table, perplexities, text_tail
 from interp.recall.mlp_decomposition import MLPDecomposition, mlp_decomposition_tables, mlp_layer_summary
 from interp.recall.params import PARAMS
 
@@ -336,14 +336,9 @@ def step_mitigation(model: Model, run: Any, p: dict[str, Any], d: RecallData, fr
 
     def measure() -> tuple[pd.DataFrame, dict[str, float]]:
         tail = text_tail(model, texts, last)  # every candidate acts in the last block only: re-run just that
-        tables, ppl = [], {"none": perplexity(model, texts, tail=tail)}
-        for name, mit in cands.items():
-            if name == "none":
-                continue
-            tables.append(mitigation_table(model, sets, mit, bs))
-            ppl[name] = perplexity(model, texts, mit, tail=tail)
-        if not tables:
-            tables.append(mitigation_table(model, sets, Mitigation(), bs))
+        names = [n for n in cands if n != "none"]
+        ppl = dict(zip(["none"] + names, perplexities(model, texts, [Mitigation()] + [cands[n] for n in names], tail=tail)))
+        tables = [mitigation_table(model, sets, cands[n], bs) for n in names] or [mitigation_table(model, sets, Mitigation(), bs)]
         return pd.concat(tables, ignore_index=True), ppl
 
     mt, ppl = run.stage("mitigation", measure, key=[chosen.describe()] + [m.describe() for m in cands.values()])

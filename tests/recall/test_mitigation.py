@@ -139,3 +139,29 @@ def test_mitigate_applies_the_auto_choice(tiny_models, fake_sources):
         got = interp.capture(m, ids, logits=True).logits
     assert torch.allclose(got, base, atol=1e-6) == (chosen.method == "none")
     assert torch.allclose(interp.capture(m, ids, logits=True).logits, base, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gpt_neox", "qwen2"])
+def test_shared_perplexity_pass_equals_one_pass_per_mitigation(tiny_models, family, monkeypatch):
+    import interp.recall.mitigation as M
+
+    m = tiny_models[family]
+    texts = ["The river runs north through the old town and past the mill.",
+             "In 1901 the society published its first report on the coast.", "A short one."]
+    L = m.n_layers - 1
+    d = frequency_direction(m, fake_frequency(m))
+    heads = [(L, 1)]
+    mits = [Mitigation(), Mitigation("heads", heads, "scale", 0.25), Mitigation("frequency", direction=d, gamma=0.75),
+            Mitigation("both", heads, "scale", 0.25, None, d, 0.75), Mitigation("frequency", direction=d, gamma=-1.0)]
+    tail = M.text_tail(m, texts, L)
+    assert tail is not None
+    each = [M.perplexity(m, texts, x, tail=tail) for x in mits]
+    calls = []
+    real = M.perplexity
+    monkeypatch.setattr(M, "perplexity", lambda *a, **k: calls.append(a) or real(*a, **k))
+    shared = M.perplexities(m, texts, mits, tail=tail)
+    assert calls == []  # two passes (none, heads), the projections derived from them
+    assert shared == pytest.approx(each, rel=1e-5)
+    assert len({round(v, 4) for v in each}) == len(each)  # every mitigation changes the text's perplexity
+    assert M.perplexities(m, texts, mits) == pytest.approx(each, rel=1e-5)  # no tail: one pass each
+    assert len(calls) == len(mits)
