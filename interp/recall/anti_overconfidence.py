@@ -39,6 +39,17 @@ from interp.scoring import next_token_nll
 from interp.tail import lm_head
 
 
+def text_tokens(model: Model, texts: Sequence[str], max_tokens: int = 256, tail: Optional[Any] = None) -> list[list[int]]:
+    """``texts`` tokenised as the perplexity measurements cut them: each to ``max_tokens``, those
+    shorter than 2 tokens left out; checked against ``tail``'s sequences when one is given."""
+    toks = [t for t in (t[:max_tokens] for t in model.encode(list(texts))) if len(t) >= 2]
+    if not toks:
+        raise InterpError("no text of at least 2 tokens to measure")
+    if tail is not None and tail.seqs != toks:
+        raise InterpError("the tail cache holds other texts than the ones measured")
+    return toks
+
+
 def next_token_stats(
     model: Model, texts: Sequence[str], batch_size: int = 8, max_tokens: int = 256, tail: Optional[Any] = None,
     mean_distribution: bool = True,
@@ -61,12 +72,7 @@ def next_token_stats(
     Returns:
         ``(mean_probs, perplexity, n_tokens_scored)``.
     """
-    toks = [t[:max_tokens] for t in model.encode(list(texts))]
-    toks = [t for t in toks if len(t) >= 2]
-    if not toks:
-        raise InterpError("no text of at least 2 tokens to measure")
-    if tail is not None and tail.seqs != toks:
-        raise InterpError("the tail cache holds other texts than the ones measured")
+    toks = text_tokens(model, texts, max_tokens, tail)
     if not mean_distribution:  # only the scored tokens' log-probabilities, a chunk of positions at a time
         hook = model.hook("resid_post", model.n_layers - 1)
 

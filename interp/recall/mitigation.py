@@ -53,7 +53,7 @@ from interp.recall.activations import RecallActivations, collect_activations, gr
 from interp.scoring import target_logprobs
 from interp.progress import track
 from interp.tail import TailCache, lm_head, tail_supported
-from interp.recall.anti_overconfidence import log_frequency, next_token_stats
+from interp.recall.anti_overconfidence import log_frequency, next_token_stats, text_tokens
 from interp.recall.attribution import direct_logit_attribution, final_norm_linear
 from interp.recall.facts import build_prompts, load_relations
 
@@ -255,8 +255,7 @@ def text_tail(model: Model, texts: Sequence[str], start: int, max_tokens: int = 
     model's blocks cannot be resumed)."""
     if start < 1 or not texts or not tail_supported(model):
         return None
-    toks = [t[:max_tokens] for t in model.encode(list(texts))]
-    return TailCache(model, [t for t in toks if len(t) >= 2], start, batch_size=8)
+    return TailCache(model, text_tokens(model, texts, max_tokens), start, batch_size=8)
 
 
 MAX_PPL_COST = 0.02  # largest relative perplexity rise a chosen mitigation may cost on training text
@@ -458,26 +457,23 @@ def _shared_pass(model: Model, texts: Sequence[str], base: Mitigation, variants:
     one pass (:func:`perplexities`)."""
     from interp.capture import current_batch
 
-    toks = [t[:max_tokens] for t in model.encode(list(texts))]
-    toks = [t for t in toks if len(t) >= 2]
-    if tail.seqs != toks:
-        raise InterpError("the tail cache holds other texts than the ones measured")
+    toks = text_tokens(model, texts, max_tokens, tail)
     last = model.n_layers - 1
-    fn = final_norm_linear(model)
+    norm = final_norm_linear(model)
     dev = model.device
     with torch.no_grad():
         zero = lm_head(model, torch.zeros(1, model.d_model, device=dev, dtype=model.dtype)).float()[0]
-        k = lm_head(model, fn.b[None].to(dev, model.dtype)).float()[0]
+        k = lm_head(model, norm.b[None].to(dev, model.dtype)).float()[0]
         dirs = [d.float().to(dev) for d, _ in variants]
-        vs = [lm_head(model, (fn.w.to(dev) * d)[None].to(model.dtype)).float()[0] - zero for d in dirs]
+        vs = [lm_head(model, (norm.w.to(dev) * d)[None].to(model.dtype)).float()[0] - zero for d in dirs]
     seen: dict[str, dict[int, torch.Tensor]] = {"x": {}, "m": {}}
 
     def record(name: str):
-        def fn_(t, hook):
+        def keep(t, hook):
             info = current_batch()
             for j, r in enumerate(info.rows.tolist()):
                 seen[name][r] = t[j, : int(info.lengths[j])].detach().float()
-        return fn_
+        return keep
 
     hooks = base.hooks(model) + [(model.hook("mlp_out", last), record("m")), (model.hook("resid_post", last), record("x"))]
     nll = torch.zeros(1 + len(variants), dtype=torch.float64)
@@ -496,10 +492,10 @@ def _shared_pass(model: Model, texts: Sequence[str], base: Mitigation, variants:
                 sl = slice(c0, c0 + chunk)
                 L = lm_head(model, h[sl].to(model.dtype)).float()
                 nll[0] -= float(target_logprobs(L, tgt[sl]).double().sum())
-                s0 = fn.scale(x[sl])
+                s0 = norm.scale(x[sl])
                 for j, ((_, g), d, v) in enumerate(zip(variants, dirs, vs)):
                     c = m[sl] @ d
-                    sg = fn.scale(x[sl] - g * c[:, None] * d)
+                    sg = norm.scale(x[sl] - g * c[:, None] * d)
                     Lg = (L - k).mul_((s0 / sg)[:, None]).add_(k).addr_((g * c / sg).neg(), v)
                     nll[1 + j] -= float(target_logprobs(Lg, tgt[sl]).double().sum())
                     del Lg
