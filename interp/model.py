@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float, Int
 
 from interp.errors import InterpError
-from interp import loading
+from interp import gemm, loading
 
 NUMERICS = ("hf", "tl")
 
@@ -171,6 +171,7 @@ class Model:
             "dtype": self.weights_dtype,
             "precision": self.precision,
             "device": str(self.device),
+            **({"cpu_gemm": gemm.backend()} if self.device.type == "cpu" else {}),
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,
             "n_kv_heads": self.n_kv_heads,
@@ -291,7 +292,7 @@ class Model:
     def unembed(self, resid: Float[torch.Tensor, "... d_model"], normalize: bool = True) -> Float[torch.Tensor, "... d_vocab"]:
         """Logits from a residual-stream vector (logit lens when ``normalize``)."""
         x = self.final_norm(resid) if normalize else resid
-        logits = x.to(self.W_U.dtype) @ self.W_U
+        logits = gemm.matmul(x.to(self.W_U.dtype), self.W_U)
         b = self.b_U
         if bool(b.any()):  # most families have no unembedding bias: adding zeros costs a pass over the logits
             logits = logits + b
@@ -552,6 +553,7 @@ def load_model(
         loading.mixed_precision(bridge.original_model, dtype)
     if numerics == "tl":
         bridge.enable_compatibility_mode(disable_warnings=True)
+    gemm.install(bridge.original_model)
     entry = resolved.entry
     return Model(
         bridge,
@@ -570,6 +572,7 @@ def load_model(
 def wrap_hf_model(hf_model: Any, tokenizer: Any, spec: str = "in-memory", **kwargs: Any) -> Model:
     """Wrap an HF model already in memory (tests build tiny random models this way)."""
     bridge = loading.build_bridge(hf_model, tokenizer, spec)
+    gemm.install(bridge.original_model)
     if kwargs.pop("numerics", "hf") == "tl":
         bridge.enable_compatibility_mode(disable_warnings=True)
         kwargs["numerics"] = "tl"
