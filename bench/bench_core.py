@@ -11,20 +11,10 @@ Run: python bench/bench_core.py [--repeats 3]
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 import interp
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def bench_load() -> tuple[float, float]:
@@ -35,6 +25,8 @@ def bench_load() -> tuple[float, float]:
 
 
 def main() -> None:
+    from commands import best_of  # this folder is on sys.path when run as a script
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=32)

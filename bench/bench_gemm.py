@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import torch
 
@@ -27,17 +26,9 @@ SHAPES = {  # name: (d_in, d_out)
 }
 
 
-def best_of(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def products(repeats: int) -> None:
+    from commands import best_of  # this folder is on sys.path when run as a script
+
     print(f"{'product':34s} {'BLAS ms':>9s} {'oneDNN ms':>10s} {'ratio':>6s} {'GFLOP/s':>15s}")
     for name, (k, n) in SHAPES.items():
         w = torch.randn(n, k) * 0.05
@@ -52,6 +43,7 @@ def products(repeats: int) -> None:
 
 def forward(spec: str, repeats: int) -> None:
     import interp
+    from commands import best_of
 
     model = interp.load_model(spec, device="cpu")
     ids = torch.randint(1000, 5000, (32, 24))

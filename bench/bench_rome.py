@@ -12,7 +12,6 @@
 
 import argparse
 import contextlib
-import time
 
 import torch
 
@@ -25,16 +24,9 @@ from interp.rome.rome_main import RankOneUpdate, applied_edit
 from interp.rome.requests import load_requests, subject_last_position
 
 
-def best(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
-
-
 if __name__ == "__main__":
+    from commands import best_of  # this folder is on sys.path when run as a script
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--layer", type=int, default=6)
@@ -49,13 +41,13 @@ if __name__ == "__main__":
             ids, p = subject_last_position(m, c, r.prompt, r.subject)
             toks.append(ids)
             pos.append([p])
-    stop = best(lambda: compute_keys(m, reqs, args.layer, prefixes), args.repeats)
+    stop = best_of(lambda: compute_keys(m, reqs, args.layer, prefixes), args.repeats)
     # logits=True forces every block and the unembedding (capture otherwise stops after the last hooked layer)
-    full = best(lambda: interp.capture(m, toks, hooks=[key_hook(args.layer)], positions=pos, logits=True, progress=False),
+    full = best_of(lambda: interp.capture(m, toks, hooks=[key_hook(args.layer)], positions=pos, logits=True, progress=False),
                 args.repeats)
     print(f"keys: full forward / stop_at_layer={args.layer + 1}: {full / stop:.2f}x  ({full:.3f}s vs {stop:.3f}s)")
     req = reqs[0]
-    frozen = best(lambda: compute_v(m, req, args.layer, ["", *prefixes], steps=3), args.repeats)
+    frozen = best_of(lambda: compute_v(m, req, args.layer, ["", *prefixes], steps=3), args.repeats)
 
     def unfrozen():
         params = list(m.hf_model.parameters())
@@ -70,11 +62,11 @@ if __name__ == "__main__":
             for p in params:
                 p.grad = None
 
-    grads = best(unfrozen, args.repeats)
+    grads = best_of(unfrozen, args.repeats)
     print(f"v* steps: weight gradients on / frozen weights: {grads / frozen:.2f}x  ({grads:.3f}s vs {frozen:.3f}s)")
 
-    full_v = best(lambda: compute_v(m, req, args.layer, ["", *prefixes], steps=3, prefix_cache=False), args.repeats)
-    cached_v = best(lambda: compute_v(m, req, args.layer, ["", *prefixes], steps=3, prefix_cache=True), args.repeats)
+    full_v = best_of(lambda: compute_v(m, req, args.layer, ["", *prefixes], steps=3, prefix_cache=False), args.repeats)
+    cached_v = best_of(lambda: compute_v(m, req, args.layer, ["", *prefixes], steps=3, prefix_cache=True), args.repeats)
     print(f"v* steps: every token recomputed / tokens before the subject cached: {full_v / cached_v:.2f}x  "
           f"({full_v:.3f}s vs {cached_v:.3f}s)")
 
@@ -88,9 +80,9 @@ if __name__ == "__main__":
             cv.tail_supported = orig
 
     ctx20 = [""] + [f"{p}{i}. " for i in range(5) for p in prefixes]  # 20 prefixed contexts, as the run's default
-    resumed = best(lambda: compute_v(m, req, args.layer, ctx20, steps=20, early_stop_loss=0), args.repeats)
+    resumed = best_of(lambda: compute_v(m, req, args.layer, ctx20, steps=20, early_stop_loss=0), args.repeats)
     with whole_passes():
-        whole = best(lambda: compute_v(m, req, args.layer, ctx20, steps=20, early_stop_loss=0), args.repeats)
+        whole = best_of(lambda: compute_v(m, req, args.layer, ctx20, steps=20, early_stop_loss=0), args.repeats)
     print(f"v* (20 steps, 20 contexts): whole passes / from layer {args.layer} with scored positions unembedded: "
           f"{whole / resumed:.2f}x  ({whole:.3f}s vs {resumed:.3f}s)")
 
@@ -99,7 +91,7 @@ if __name__ == "__main__":
     g = torch.Generator().manual_seed(0)
     up = RankOneUpdate(torch.randn(m.d_model, generator=g), torch.randn(m.d_mlp, generator=g), 1e3, "rome")
     with applied_edit(m, args.layer, up):
-        fast = best(lambda: [edited_perplexity(m, ref, pre, tails) for pre in (False, True)], args.repeats)
-        slow = best(lambda: [edited_perplexity(m, ref, pre) for pre in (False, True)], args.repeats)
+        fast = best_of(lambda: [edited_perplexity(m, ref, pre, tails) for pre in (False, True)], args.repeats)
+        slow = best_of(lambda: [edited_perplexity(m, ref, pre) for pre in (False, True)], args.repeats)
     print(f"edited perplexity (12 + 12 texts, bare and prefixed): whole passes / from layer {args.layer}: "
           f"{slow / fast:.2f}x  ({slow:.3f}s vs {fast:.3f}s)")

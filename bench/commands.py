@@ -22,6 +22,16 @@ def one_thread_env() -> dict[str, str]:
     return env
 
 
+def best_of(fn, repeats: int) -> float:
+    """The shortest wall time of ``repeats`` calls of ``fn`` (a first call's one-off costs drop out)."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
 def timed_run(cmd: list[str], env: dict[str, str]) -> float:
     """Wall seconds of one command; exits with its stderr's tail when it fails."""
     t = time.perf_counter()

@@ -98,6 +98,7 @@ class Model:
         self.pad_token_id: int = int(pad)
         self._has_pattern_hook: Optional[bool] = None
         self.hf_model.eval()
+        gemm.install(self.hf_model)  # its linear layers multiply through interp.gemm's backend
 
     def _mlp_width(self, fallback: int) -> int:
         """The MLP hidden width, read off the output projection (the bridge's cfg is wrong for OPT)."""
@@ -553,7 +554,6 @@ def load_model(
         loading.mixed_precision(bridge.original_model, dtype)
     if numerics == "tl":
         bridge.enable_compatibility_mode(disable_warnings=True)
-    gemm.install(bridge.original_model)
     entry = resolved.entry
     return Model(
         bridge,
@@ -572,7 +572,6 @@ def load_model(
 def wrap_hf_model(hf_model: Any, tokenizer: Any, spec: str = "in-memory", **kwargs: Any) -> Model:
     """Wrap an HF model already in memory (tests build tiny random models this way)."""
     bridge = loading.build_bridge(hf_model, tokenizer, spec)
-    gemm.install(bridge.original_model)
     if kwargs.pop("numerics", "hf") == "tl":
         bridge.enable_compatibility_mode(disable_warnings=True)
         kwargs["numerics"] = "tl"

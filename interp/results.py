@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from interp.errors import InterpError
+from interp.gemm import cpuinfo
 from interp.store import (
     Unstorable, atomic_write, load_stage, read_stage_header, remove_tmp_files, save_stage, tmp_path, write_text,
 )
@@ -111,18 +112,8 @@ def _cpu() -> dict:
     """The processor, as timings depend on it: its model name and the bf16 matrix instructions it has
     (``avx512_bf16``, ``amx_bf16``; a bf16 product runs about 2.5x float32's rate with the first alone
     and 4-5x with AMX on this project's shapes), read from ``/proc/cpuinfo`` where there is one."""
-    name, flags = "", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and not name:
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
+    info = cpuinfo()
+    name, flags = info.get("model name", ""), set(info.get("flags", "").split())
     return {"model": name or platform.processor(), "bf16_instructions": sorted(flags & {"avx512_bf16", "amx_bf16"})}
 
 
