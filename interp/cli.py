@@ -329,6 +329,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_ablate(args: argparse.Namespace) -> int:
     mod = importlib.import_module("interp.recall.cli")
     check_model_args(args)
+    if args.heads.strip().lower() != "auto":
+        from interp.recall.ablation import check_head_syntax
+
+        check_head_syntax(args.heads)
+    from interp.frequency import source_problem
+
+    why = source_problem(args.frequency_source)
+    if why:
+        raise InterpError(f"--frequency-source {args.frequency_source}: {why}; allowed: wikipedia, wordfreq, model or a text file/folder")
     model = _load(args)
     return int(mod.ablate_final_heads(model, heads=args.heads, quick=args.quick, seed=args.seed, method=args.method,
                                       frequency_source=args.frequency_source) or 0)

@@ -136,3 +136,36 @@ def natural_texts(corpus: str | Path = WIKIPEDIA_ID, split: str = "all") -> tupl
     if str(corpus) in ("generic", GENERIC_ID):
         return generic_texts(), GENERIC_ID
     return read_texts(corpus), f"file:{Path(corpus).name}"
+
+
+NAMED = (WIKIPEDIA_ID, "generic")  # the corpora natural_texts knows by name
+
+
+def path_problem(path: str | Path) -> str | None:
+    """What is wrong with a user's text file or folder before it is read (None: nothing).
+
+    The same conditions :func:`read_texts` fails on, short of reading the paragraphs: the path
+    exists, and a folder holds ``.txt`` files.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return None if next(p.rglob("*.txt"), None) is not None else f"no .txt files in folder {p}"
+    return None if p.is_file() else f"no corpus of that name and no file or folder {p}"
+
+
+def corpus_problem(corpus: str, named: tuple[str, ...] = NAMED, hub: bool = False) -> str | None:
+    """What is wrong with a corpus setting before any text is read (None: nothing).
+
+    Args:
+        corpus: a name from ``named``, ``hf:NAME[:CONFIG]`` (with ``hub``) or a text file or folder.
+        named: the names the caller accepts.
+        hub: whether a Hugging Face dataset is accepted.
+
+    Returns:
+        One phrase saying what is wrong (the caller's error names what is allowed).
+    """
+    if corpus in named:
+        return None
+    if hub and corpus.startswith("hf:"):
+        return None if corpus[3:].split(":")[0].strip() else "hf: needs a dataset name (hf:NAME or hf:NAME:CONFIG)"
+    return path_problem(corpus)

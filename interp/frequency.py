@@ -141,6 +141,12 @@ def _cache_file(model: Model, source_id: str) -> Path:
     return cache_dir() / "frequency" / f"{tokenizer_key(model)}-{safe}.safetensors"
 
 
+def source_problem(source: str) -> str | None:
+    """What is wrong with a frequency source before any text is read (None: nothing); the check
+    :func:`token_frequency` makes, for options and parameters to make before a model loads."""
+    return corpus_mod.corpus_problem(source, named=SOURCES)
+
+
 def token_frequency(model: Model, source: str = "wikipedia") -> TokenFrequency:
     """Token frequencies of ``model``'s vocabulary from ``source`` (see module docstring).
 
@@ -162,8 +168,9 @@ def token_frequency(model: Model, source: str = "wikipedia") -> TokenFrequency:
     if source == "wikipedia":
         texts, source_id = corpus_mod.wikipedia_texts("train"), corpus_mod.WIKIPEDIA_ID
     else:
-        if not Path(source).expanduser().exists():
-            raise InterpError(f"frequency source must be one of {SOURCES} or a text file/folder; {source!r} is neither")
+        why = source_problem(source)
+        if why:
+            raise InterpError(f"frequency source {source!r}: {why}; allowed: {', '.join(SOURCES)} or a text file/folder")
         texts, source_id = corpus_mod.natural_texts(source)
     path = _cache_file(model, source_id + ("" if source == "wikipedia" else f"-{len(texts)}"))
     if path.is_file():

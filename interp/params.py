@@ -46,6 +46,8 @@ class Param:
         unit: the unit of the value (``facts``, ``tokens``, ``s``); "" when none.
         help: one line saying what the parameter does.
         check: extra check of a coerced value, returning what is wrong or None.
+        allows: what the parameter allows, in words, where the kind alone says too little (a
+            ``str`` that names a corpus or a folder, say); replaces the kind's description.
         model_max: the largest value the loaded model allows (from the model and the resolved
             parameters), checked by :meth:`Params.check_model`.
     """
@@ -62,6 +64,7 @@ class Param:
     unit: str = ""
     help: str = ""
     check: Optional[Callable[[Any], Optional[str]]] = None
+    allows: str = ""
     model_max: Optional[Callable[[Any, dict[str, Any]], int]] = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -90,7 +93,7 @@ class Param:
                         + " (a JSON list or comma-separated)",
             "path": "an existing file or folder",
             "json": "a JSON value",
-        }[self.kind]
+        }[self.kind] if not self.allows else self.allows
         return what + (f", or null ({self.null})" if self.null else "")
 
     def range_text(self) -> str:

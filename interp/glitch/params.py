@@ -5,11 +5,17 @@ Under ``--quick`` the glitch analysis reads its ``quick_*`` parameters instead o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 from interp.params import Param, Params
 
 FEATURE_KINDS = ("pattern", "mlp_gate", "mlp_data")
+
+
+def _folder(path: str) -> Optional[str]:
+    """'' (the packaged ground truth) or an existing folder."""
+    return None if not path or Path(path).expanduser().is_dir() else "no such folder"
 
 
 def _numbers(text: Any, lo: float, hi: float, open_lo: bool = False) -> Optional[str]:
@@ -69,7 +75,7 @@ PARAMS = Params("glitch", [
     Param("feature_batch_size", "int", 32, min=1, max=8192, unit="prompts", help="feature prompts per batch"),
     Param("oracle", "choice", "auto", choices=["auto", "run", "stored"],
           help="oracle answers: run the model, look up the stored ground truth, or auto (stored under --quick)"),
-    Param("ground_truth_dir", "str", "", help="folder of a stored ground truth ('' for the packaged one)"),
+    Param("ground_truth_dir", "str", "", check=_folder, allows="'' or an existing folder", help="folder of a stored ground truth ('' for the packaged one)"),
     Param("quick_vocab", "int", 4096, min=100, unit="tokens", help="random vocabulary subset searched under --quick"),
     Param("calibration_tokens", "int", 512, min=1, unit="tokens", help="tokens the real oracle is timed on (stored oracle)"),
     Param("magikarp_share", "float", 0.02, min=0.005, max=0.02, unit="share",

@@ -353,6 +353,8 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
     try:
         truth, meta = load_ground_truth(model.spec, p["ground_truth_dir"] or None)
     except InterpError:
+        if p["ground_truth_dir"]:  # a folder the user named must hold this model's ground truth
+            raise
         truth, meta = None, None
     if truth is not None and meta.get("oracle", {}).get("template", {}).get("text") != tpl.text:
         raise InterpError("the stored ground truth was made with another oracle prompt; rerun the scan")

@@ -42,15 +42,12 @@ def parse_heads(model: Model, heads: Union[str, Sequence[Union[str, Head]]]) -> 
     Raises:
         InterpError: one line naming the bad entry.
     """
-    items = [s for s in heads.split(",") if s.strip()] if isinstance(heads, str) else list(heads)
-    if not items:
-        raise InterpError("no heads given; write them as L.H,L.H (e.g. 29.3,29.7)")
+    items = _items(heads, f"{model.n_layers - 1}.0")
     out: list[Head] = []
     for it in items:
         if isinstance(it, str):
             m = _HEAD_RE.match(it)
-            if not m:
-                raise InterpError(f"bad head {it.strip()!r}: write heads as LAYER.HEAD, e.g. {model.n_layers - 1}.0")
+            assert m is not None  # _items checked every string
             L, H = int(m.group(1)), int(m.group(2))
         else:
             try:
@@ -65,6 +62,25 @@ def parse_heads(model: Model, heads: Union[str, Sequence[Union[str, Head]]]) -> 
         if h not in out:
             out.append(h)
     return out
+
+
+def _items(heads: Union[str, Sequence[Union[str, Head]]], example: str) -> list[Union[str, Head]]:
+    items = [s for s in heads.split(",") if s.strip()] if isinstance(heads, str) else list(heads)
+    if not items:
+        raise InterpError(f"no heads given; write them as L.H,L.H (e.g. {example})")
+    for it in items:
+        if isinstance(it, str) and not _HEAD_RE.match(it):
+            raise InterpError(f"bad head {it.strip()!r}: write heads as LAYER.HEAD, e.g. {example}")
+    return items
+
+
+def check_head_syntax(heads: str) -> None:
+    """Check ``"L.H,L.H"`` text before a model is loaded (:func:`parse_heads` checks the ranges).
+
+    Raises:
+        InterpError: one line naming the bad entry.
+    """
+    _items(heads, "-1.0 for head 0 of the last layer")
 
 
 def head_name(head: Head) -> str:

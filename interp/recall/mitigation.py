@@ -32,11 +32,13 @@ picks the one with the highest mean answer probability that loses no train accur
 most :data:`MAX_PPL_COST` perplexity on training text; "none" when nothing qualifies. The heads are
 themselves chosen greedily under the same no-accuracy-loss rule.
 :func:`mitigate` applies the choice as a context manager (the same choice ``interp
-ablate-final-heads`` reports); :func:`mitigation_table` measures it on test and independent facts.
+ablate-final-heads`` reports, and ``interp run recall`` makes at the same sizes: :func:`recall_params`);
+:func:`mitigation_table` measures it on test and independent facts.
 """
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Sequence
@@ -641,16 +643,30 @@ def mitigation_table(
     return pd.DataFrame(rows)
 
 
+def recall_params(quick: bool = True, shots: int = 3, relations: Optional[Sequence[str]] = None, **params: Any) -> dict[str, Any]:
+    """Every parameter of ``interp run recall`` (quick or full sizes) with these set: the sizes the
+    mitigation is chosen and measured at, so that :func:`auto_mitigation` (and with it
+    :func:`mitigate` and ``interp ablate-final-heads``) choose as the run does."""
+    from interp.recall.params import PARAMS
+    from interp.recall.pipeline import resolve_params  # the pipeline imports this module
+
+    given = PARAMS.validate({"relations": list(relations) if relations else None, "shots": shots, **params}, quick)
+    return resolve_params(given, quick)
+
+
 def train_activations(model: Model, quick: bool = True, shots: int = 3, relations: Optional[Sequence[str]] = None,
-                      batch_size: int = 32) -> list[RecallActivations]:
-    """Zero- and few-shot train-fact prompts of the packaged facts, last layer captured (quick: the
-    first 24 facts per relation and the canonical template, the train facts of ``interp run recall
-    --quick``, so both choose alike; otherwise all facts, 3 templates)."""
-    rels = load_relations(relations)
-    templates, max_facts = ([0], 24) if quick else ([0, 1, 2], None)
+                      batch_size: int = 32, **params: Any) -> list[RecallActivations]:
+    """Zero- and few-shot train-fact prompts, last layer captured, at the sizes of ``interp run recall``
+    (:func:`recall_params`: under ``quick`` the first 24 facts per relation and the canonical template;
+    otherwise every fact and all ten lead-ins), so both choose alike."""
+    from interp.recall.pipeline import prompt_templates
+
+    p = recall_params(quick, shots, relations, **params)
+    rels = load_relations(p["relations"], p["facts_file"])
     with torch.no_grad():
-        return [collect_activations(model, build_prompts(model, rels, shots=s, templates=templates, max_facts=max_facts, split="train"),
-                                    layers=[model.n_layers - 1], batch_size=batch_size) for s in (0, shots)]
+        return [collect_activations(model, build_prompts(model, rels, shots=s, templates=prompt_templates(p), max_facts=p["max_facts"],
+                                                         split="train", path=p["facts_file"]),
+                                    layers=[model.n_layers - 1], batch_size=batch_size) for s in (0, int(p["shots"]))]
 
 
 _CHOICES: dict[tuple[Any, ...], Mitigation] = {}
@@ -658,29 +674,43 @@ _CHOICES: dict[tuple[Any, ...], Mitigation] = {}
 
 def auto_mitigation(model: Model, method: str = "auto", quick: bool = True, shots: int = 3,
                     relations: Optional[Sequence[str]] = None, frequency_source: str = "wikipedia",
-                    selection_texts: int = 8) -> Mitigation:
-    """The mitigation chosen on the packaged train facts (remembered per model and arguments).
+                    selection_texts: Optional[int] = None, **params: Any) -> Mitigation:
+    """The mitigation chosen on the packaged train facts, as ``interp run recall`` chooses it
+    (remembered per model and arguments).
 
     Args:
         model: the model.
         method: ``auto``, ``heads``, ``frequency``, ``both`` or ``none`` (see :func:`choose_mitigation`).
-        quick: fewer train facts (see :func:`train_activations`).
+        quick: the quick run's sizes (train facts, head rescalings tried, paragraphs); otherwise the
+            full run's (see :func:`train_activations`).
         shots: demonstrations in the few-shot form.
         relations: relation names (default: all).
         frequency_source: :func:`interp.frequency.token_frequency` source for the frequency direction.
-        selection_texts: Wikipedia train-split paragraphs for the perplexity constraint.
+        selection_texts: training paragraphs for the perplexity constraint (None: the run's, 8 quick
+            or 32 full).
+        **params: other ``interp run recall`` parameters the choice reads (``max_facts``,
+            ``templates``, ``head_scales``, ``text_corpus``, ``mitigation_mode``, ...), checked as
+            ``--set`` checks them.
 
     Returns:
         The chosen :class:`Mitigation`.
     """
-    key = (id(model), method, quick, shots, tuple(relations or ()), frequency_source, selection_texts)
+    if selection_texts is not None:
+        params["selection_texts"] = selection_texts
+    p = recall_params(quick, shots, relations, frequency_source=frequency_source, **params)
+    key = (id(model), method, quick, json.dumps(p, sort_keys=True, default=str))
     if key in _CHOICES:
         return _CHOICES[key]
-    train = train_activations(model, quick, shots, relations)
-    freq = sources.token_frequency(model, frequency_source) if method in ("auto", "frequency", "both") else None
-    texts = sources.texts("wikipedia", "train")[0][:selection_texts] if selection_texts else []
+    train = train_activations(model, quick, shots, relations, int(p["batch_size"]), **{k: v for k, v in params.items()
+                                                                                       if k != "selection_texts"})
+    freq = sources.token_frequency(model, p["frequency_source"]) if method in ("auto", "frequency", "both") else None
+    texts = sources.texts(p["text_corpus"], "train")[0][: int(p["selection_texts"])] if p["selection_texts"] else []
+    last = model.n_layers - 1
+    means = train[0].z[:, train[0].layer_index(last)].float().mean(0) if p["mitigation_mode"] == "mean" else None
     with torch.no_grad():
-        chosen, _, _ = choose_mitigation(model, train, freq, texts, method=method)
+        chosen, _, _ = choose_mitigation(model, train, freq, texts, method, p["mitigation_mode"], float(p["mitigation_scale"]), means,
+                                         p["max_suppressor_heads"], p["selection_metric"], head_scales=HEAD_SCALES[: int(p["head_scales"])],
+                                         batch_size=int(p["batch_size"]))
     _CHOICES[key] = chosen
     return chosen
 
@@ -697,7 +727,7 @@ def mitigate(model: Model, method: str = "auto", **kwargs: Any) -> Iterator[Mode
         method: ``auto`` (the best of heads / frequency / both on the train facts, or none),
             ``heads``, ``frequency``, ``both``, ``none``; or a :class:`Mitigation` to apply as is.
         **kwargs: passed to :func:`auto_mitigation` (``quick``, ``shots``, ``relations``,
-            ``frequency_source``, ``selection_texts``).
+            ``frequency_source``, ``selection_texts`` and other ``interp run recall`` parameters).
 
     Yields:
         The model, with the mitigation active.

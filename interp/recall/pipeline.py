@@ -96,7 +96,8 @@ class RecallData:
     rows_few: list[int]
 
 
-def _templates(p: dict[str, Any]) -> list[int]:
+def prompt_templates(p: dict[str, Any]) -> list[int]:
+    """The lead-ins a run uses: ``templates`` with the canonical 0 always among them."""
     return list(p["templates"]) if 0 in p["templates"] else [0] + list(p["templates"])
 
 
@@ -124,7 +125,7 @@ def facts_table(model: Model, zero: RecallActivations, few: RecallActivations) -
 def step_capture(model: Model, run: Any, p: dict[str, Any]) -> RecallData:
     """Step 1: the stored capture pass and the facts the analyses use."""
     rels = load_relations(p["relations"], p["facts_file"])
-    templates = _templates(p)
+    templates = prompt_templates(p)
 
     def collect() -> dict[str, RecallActivations]:
         out = {}
@@ -448,5 +449,5 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
         summary.update(step_anti_overconfidence(model, run, p, d, freq, decs))
         summary.update(step_mitigation(model, run, p, d, freq))
     step_claims(run, summary)
-    summary.update({"n_templates": len(_templates(p)), "shots": int(p["shots"])})
+    summary.update({"n_templates": len(prompt_templates(p)), "shots": int(p["shots"])})
     return summary

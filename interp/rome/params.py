@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from interp.corpus import corpus_problem
 from interp.params import Param, Params
 
 
@@ -52,13 +53,14 @@ PARAMS = Params("rome", [
     Param("v_prefix_cache", "bool", True, help="v*: run the tokens before the subject once (same loss, fewer FLOPs)"),
     Param("cov", "choice", "second_moment", choices=["second_moment", "identity"],
           help="C from cov_corpus (ROME) or C = I (the released C-ROME configuration)"),
-    Param("cov_corpus", "str", "wikipedia",
+    Param("cov_corpus", "str", "wikipedia", check=lambda v: corpus_problem(v, ("wikipedia", "generic", "model"), hub=True),
+          allows="wikipedia, generic, model, hf:NAME[:CONFIG] or a text file/folder",
           help="covariance text: wikipedia, generic, model, a text file/folder, or hf:NAME[:CONFIG]"),
     Param("cov_tokens", "int", 100_000, quick=16_384, min=2, unit="tokens", help="tokens in the key second moment"),
     Param("cov_max_tokens", "int", 128, min=2, max=4096, unit="tokens", help="tokens kept per covariance text"),
     Param("cov_ridge", "float", 0.0, min=0, help="ridge added to C before inverting"),
     Param("cov_cache", "bool", True, help="read and write the on-disk covariance cache"),
-    Param("text_corpus", "str", "wikipedia",
+    Param("text_corpus", "str", "wikipedia", check=corpus_problem, allows="wikipedia, generic or a text file/folder",
           help="natural text for the perplexity probe and the first-token texts (held-out split): wikipedia, generic or a text file/folder"),
     Param("ppl_generic", "int", 12, quick=6, min=1, unit="texts", help="generic texts for the perplexity ratio"),
     Param("ppl_max_tokens", "int", 48, quick=32, min=2, max=4096, unit="tokens", help="tokens per generic text"),

@@ -149,6 +149,10 @@ BAD = [
     ("glitch", "quick_vocab=0", "quick_vocab"), ("glitch", "sample_ratio=1.5", "sample_ratio"), ("glitch", "kinds=attn", "kinds"),
     ("glitch", "oracle_prompts=paper", "oracle_prompts"), ("glitch", "sweep_ratios=0,2", "sweep_ratios"),
     ("recall", "bogus=1", "bogus"),
+    # corpora, sources and folders are checked before the model loads, not when a late stage reads them
+    ("recall", "frequency_source=/no/such.txt", "frequency_source"), ("recall", "text_corpus=wikipedai", "text_corpus"),
+    ("rome", "cov_corpus=/no/such", "cov_corpus"), ("rome", "cov_corpus=hf:", "cov_corpus"),
+    ("rome", "text_corpus=/no/such", "text_corpus"), ("glitch", "ground_truth_dir=/no/such", "ground_truth_dir"),
 ]
 
 
@@ -173,6 +177,16 @@ def test_bad_option_is_one_line_before_loading(argv, words, capsys, tmp_path, no
     assert cli.main(["run", "recall", "--out", str(out), *argv]) == 2
     _one_error(capsys, *words)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--frequency-source", "/no/such.txt"], ["--frequency-source", "wordfreq"]),
+    (["--heads", "29-1"], ["29-1", "LAYER.HEAD"]),
+    (["--heads", ","], ["no heads"]),
+])
+def test_ablate_final_heads_bad_option_before_loading(argv, words, capsys, no_load):
+    assert cli.main(["ablate-final-heads", *argv]) == 2
+    _one_error(capsys, *words)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")

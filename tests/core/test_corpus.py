@@ -34,3 +34,25 @@ def test_natural_texts_ids(tmp_path):
 def test_bad_split_is_one_line():
     with pytest.raises(InterpError, match="split"):
         corpus.wikipedia_texts("test")
+
+
+def test_corpus_problem_agrees_with_what_reading_does(tmp_path):
+    """The check made before a model loads accepts what natural_texts reads and names what it would fail on."""
+    f = tmp_path / "mine.txt"
+    f.write_text("A first paragraph of my own text.")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "texts" / "deep").mkdir(parents=True)
+    (tmp_path / "texts" / "deep" / "a.txt").write_text("A paragraph in a nested folder of texts.")
+    for ok in ("wikipedia", "generic", str(f), str(tmp_path / "texts")):
+        assert corpus.corpus_problem(ok) is None, ok
+        corpus.natural_texts(ok)
+    for bad, words in ((str(tmp_path / "missing.txt"), "no file or folder"), (str(tmp_path / "empty"), "no .txt files"),
+                       ("wikipedai", "no corpus of that name")):
+        assert words in corpus.corpus_problem(bad), bad
+        with pytest.raises(InterpError):
+            corpus.natural_texts(bad)
+    assert corpus.corpus_problem("model") is not None  # a name only some callers accept
+    assert corpus.corpus_problem("model", named=("model",)) is None
+    assert corpus.corpus_problem("hf:wikitext:wikitext-2-raw-v1", hub=True) is None
+    assert "dataset name" in corpus.corpus_problem("hf:", hub=True)
+    assert corpus.corpus_problem("hf:wikitext") is not None  # no hub here: a path that does not exist

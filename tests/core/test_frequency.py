@@ -27,8 +27,10 @@ def test_counts_match_a_direct_count(tmp_path, monkeypatch, tiny_models):
 
 
 def test_unknown_source_is_one_line(tiny_models):
-    with pytest.raises(InterpError, match="frequency source"):
+    with pytest.raises(InterpError, match="frequency source 'no-such-source'.*allowed: wikipedia, wordfreq, model"):
         frequency.token_frequency(tiny_models["llama"], "no-such-source")
+    assert frequency.source_problem("no-such-source") is not None
+    assert all(frequency.source_problem(s) is None for s in frequency.SOURCES)
 
 
 def test_log_probs_put_unseen_tokens_below_seen():

@@ -132,3 +132,16 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path, truth):
     gt = pd.read_csv(tmp_path / "glitch" / "tables" / "glitch_tokens.csv")
     assert len(gt) == summary["n_glitch_ground_truth"] and gt.found.sum() == summary["n_found"]
     assert json.loads((tmp_path / "glitch" / "summary.json").read_text())["key_layers"] == summary["key_layers"]
+
+
+def test_named_ground_truth_folder_must_hold_the_models_truth(smollm, tmp_path):
+    """Without a folder the run falls back to running the oracle; a folder the user names that lacks
+    this model's ground truth is an error, not a silent fall-back to another (slower) run."""
+    from interp.errors import InterpError
+    from interp.glitch import pipeline
+
+    m = smollm
+    (tmp_path / "gt").mkdir()
+    params = dict(DEFAULTS, ground_truth_dir=str(tmp_path / "gt"))
+    with pytest.raises(InterpError, match="no stored ground truth"):
+        pipeline.run(m, Run(tmp_path / "out", "glitch", model=m, params=params, seed=0), quick=True, **params)

@@ -165,3 +165,32 @@ def test_shared_perplexity_pass_equals_one_pass_per_mitigation(tiny_models, fami
     assert len({round(v, 4) for v in each}) == len(each)  # every mitigation changes the text's perplexity
     assert M.perplexities(m, texts, mits) == pytest.approx(each, rel=1e-5)  # no tail: one pass each
     assert len(calls) == len(mits)
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_auto_mitigation_chooses_from_what_the_run_chooses_from(tiny_models, tmp_path, fake_sources, monkeypatch, quick):
+    """`mitigate`, `interp ablate-final-heads` and `interp run recall` choose alike: the same train
+    prompts, selection text, head rescalings and settings reach choose_mitigation (quick and full sizes)."""
+    from interp.recall import mitigation, pipeline
+    from interp.results import Run
+
+    m = tiny_models["llama"]
+    seen = []
+    real = mitigation.choose_mitigation
+
+    def spy(model, train, freq, texts=(), method="auto", mode="zero", scale=0.0, means=None, max_heads=None,
+            metric="answer_prob", gammas=mitigation.GAMMAS, head_scales=mitigation.HEAD_SCALES, **kw):
+        seen.append({"prompts": [(a.prompts.shots, a.prompts.token_ids, a.prompts.answer_ids) for a in train],
+                     "texts": list(texts), "method": method, "mode": mode, "scale": scale, "max_heads": max_heads,
+                     "metric": metric, "head_scales": tuple(head_scales), "freq": None if freq is None else freq.source})
+        return real(model, train, freq, texts, method, mode, scale, means, max_heads, metric, gammas, head_scales, **kw)
+
+    monkeypatch.setattr(pipeline, "choose_mitigation", spy)
+    monkeypatch.setattr(mitigation, "choose_mitigation", spy)
+    params = dict(relations=["country_capital"], max_facts=4, n_random=1, analyse="all", top_k_heads=2, shots=2, templates=[0, 3],
+                  ppl_texts=2, independent_facts=2, **({} if quick else {"head_scales": 2}))
+    pipeline.run(m, Run(tmp_path, "recall", model=m, params=params, seed=0), quick=quick, **params)
+    auto_mitigation(m, "auto", quick=quick, **{k: v for k, v in params.items() if k not in ("n_random", "analyse", "top_k_heads")})
+    assert len(seen) == 2
+    assert seen[0]["head_scales"] == ((0.5,) if quick else (0.5, 0.25))
+    assert seen[0] == seen[1]
