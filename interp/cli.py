@@ -333,11 +333,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         from interp.recall.ablation import check_head_syntax
 
         check_head_syntax(args.heads)
-    from interp.frequency import source_problem
+    from interp.frequency import SOURCE_ALLOWS, source_problem
 
     why = source_problem(args.frequency_source)
     if why:
-        raise InterpError(f"--frequency-source {args.frequency_source}: {why}; allowed: wikipedia, wordfreq, model or a text file/folder")
+        raise InterpError(f"--frequency-source {args.frequency_source}: {why}; allowed: {SOURCE_ALLOWS}")
     model = _load(args)
     return int(mod.ablate_final_heads(model, heads=args.heads, quick=args.quick, seed=args.seed, method=args.method,
                                       frequency_source=args.frequency_source) or 0)

@@ -139,6 +139,7 @@ def natural_texts(corpus: str | Path = WIKIPEDIA_ID, split: str = "all") -> tupl
 
 
 NAMED = (WIKIPEDIA_ID, "generic")  # the corpora natural_texts knows by name
+ALLOWS = "wikipedia, generic or a text file/folder"  # what a corpus setting allows, in errors and help
 
 
 def path_problem(path: str | Path) -> str | None:

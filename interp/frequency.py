@@ -35,6 +35,7 @@ from interp.loading import cache_dir
 from interp.model import Model
 
 SOURCES = ("wikipedia", "wordfreq", "model")
+SOURCE_ALLOWS = "wikipedia, wordfreq, model or a text file/folder"  # what a source setting allows, in errors
 
 
 @dataclass
@@ -170,7 +171,7 @@ def token_frequency(model: Model, source: str = "wikipedia") -> TokenFrequency:
     else:
         why = source_problem(source)
         if why:
-            raise InterpError(f"frequency source {source!r}: {why}; allowed: {', '.join(SOURCES)} or a text file/folder")
+            raise InterpError(f"frequency source {source!r}: {why}; allowed: {SOURCE_ALLOWS}")
         texts, source_id = corpus_mod.natural_texts(source)
     path = _cache_file(model, source_id + ("" if source == "wikipedia" else f"-{len(texts)}"))
     if path.is_file():

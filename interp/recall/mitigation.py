@@ -659,9 +659,13 @@ def train_activations(model: Model, quick: bool = True, shots: int = 3, relation
     """Zero- and few-shot train-fact prompts, last layer captured, at the sizes of ``interp run recall``
     (:func:`recall_params`: under ``quick`` the first 24 facts per relation and the canonical template;
     otherwise every fact and all ten lead-ins), so both choose alike."""
+    return _train_sets(model, recall_params(quick, shots, relations, **params), batch_size)
+
+
+def _train_sets(model: Model, p: dict[str, Any], batch_size: int) -> list[RecallActivations]:
+    """:func:`train_activations` for resolved recall parameters ``p``."""
     from interp.recall.pipeline import prompt_templates
 
-    p = recall_params(quick, shots, relations, **params)
     rels = load_relations(p["relations"], p["facts_file"])
     with torch.no_grad():
         return [collect_activations(model, build_prompts(model, rels, shots=s, templates=prompt_templates(p), max_facts=p["max_facts"],
@@ -701,8 +705,7 @@ def auto_mitigation(model: Model, method: str = "auto", quick: bool = True, shot
     key = (id(model), method, quick, json.dumps(p, sort_keys=True, default=str))
     if key in _CHOICES:
         return _CHOICES[key]
-    train = train_activations(model, quick, shots, relations, int(p["batch_size"]), **{k: v for k, v in params.items()
-                                                                                       if k != "selection_texts"})
+    train = _train_sets(model, p, int(p["batch_size"]))
     freq = sources.token_frequency(model, p["frequency_source"]) if method in ("auto", "frequency", "both") else None
     texts = sources.texts(p["text_corpus"], "train")[0][: int(p["selection_texts"])] if p["selection_texts"] else []
     last = model.n_layers - 1

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from interp.corpus import corpus_problem
+from interp.corpus import ALLOWS, corpus_problem
+from interp.frequency import SOURCE_ALLOWS, source_problem
 from interp.params import Param, Params
-
-
-def _frequency_source(v: str) -> Optional[str]:
-    from interp.frequency import source_problem
-
-    return source_problem(v)
 
 
 def _check(p: dict[str, Any]) -> Optional[str]:
@@ -51,10 +46,10 @@ PARAMS = Params("recall", [
           model_max=lambda m, p: m.n_layers),
     Param("lens_stride", "int", None, quick=2, min=1, null="1 (every layer)", unit="layers",
           help="logit lens after every n-th layer (the last three always)"),
-    Param("frequency_source", "str", "wikipedia", check=_frequency_source,
-          allows="wikipedia, wordfreq, model or a text file/folder", help="token counts: wikipedia, wordfreq, model (the model's own mean "
+    Param("frequency_source", "str", "wikipedia", check=source_problem,
+          allows=SOURCE_ALLOWS, help="token counts: wikipedia, wordfreq, model (the model's own mean "
           "prediction) or a text file"),
-    Param("text_corpus", "str", "wikipedia", check=corpus_problem, allows="wikipedia, generic or a text file/folder", help="held-out text for the perplexity cost: wikipedia, generic or a text file/folder"),
+    Param("text_corpus", "str", "wikipedia", check=corpus_problem, allows=ALLOWS, help="held-out text for the perplexity cost: wikipedia, generic or a text file/folder"),
     Param("ppl_texts", "int", None, quick=8, min=1, null="200", unit="paragraphs",
           help="held-out paragraphs for the perplexity cost"),
     Param("selection_texts", "int", None, quick=8, min=0, null="32", unit="paragraphs",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from interp.corpus import corpus_problem
+from interp.corpus import ALLOWS, corpus_problem
 from interp.params import Param, Params
 
 
@@ -60,7 +60,7 @@ PARAMS = Params("rome", [
     Param("cov_max_tokens", "int", 128, min=2, max=4096, unit="tokens", help="tokens kept per covariance text"),
     Param("cov_ridge", "float", 0.0, min=0, help="ridge added to C before inverting"),
     Param("cov_cache", "bool", True, help="read and write the on-disk covariance cache"),
-    Param("text_corpus", "str", "wikipedia", check=corpus_problem, allows="wikipedia, generic or a text file/folder",
+    Param("text_corpus", "str", "wikipedia", check=corpus_problem, allows=ALLOWS,
           help="natural text for the perplexity probe and the first-token texts (held-out split): wikipedia, generic or a text file/folder"),
     Param("ppl_generic", "int", 12, quick=6, min=1, unit="texts", help="generic texts for the perplexity ratio"),
     Param("ppl_max_tokens", "int", 48, quick=32, min=2, max=4096, unit="tokens", help="tokens per generic text"),
