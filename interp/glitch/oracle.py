@@ -37,6 +37,19 @@ JUDGED_CLASSES = ("normal", "glitch")
 _MARK = "\x00TOKEN\x00"
 
 
+def call_tokens(suffix_len: int, max_new_tokens: int) -> int:
+    """The most tokens one oracle call forwards beyond the shared prefix's cached pass.
+
+    The prompt pass runs the token and the ``suffix_len`` tokens after it and yields the first reply
+    token; each of at most ``max_new_tokens - 1`` decoding steps runs one more (a row leaves the batch
+    once its verdict is decided, :mod:`interp.generate`): ``suffix_len + max_new_tokens``. A price that
+    is the same on every machine and in every run, where the seconds a call takes are not.
+    """
+    if suffix_len < 0 or max_new_tokens < 1:
+        raise InterpError(f"a call needs suffix_len >= 0 and max_new_tokens >= 1, not {suffix_len} and {max_new_tokens}")
+    return int(suffix_len) + int(max_new_tokens)
+
+
 @dataclass(frozen=True)
 class RepeatTemplate:
     """The oracle prompt split around the token slot.
@@ -61,6 +74,10 @@ class RepeatTemplate:
     def row(self, token_id: int) -> list[int]:
         """The tokens that follow the shared prefix for one probed token."""
         return [int(token_id), *self.suffix_ids]
+
+    def tokens_per_call(self, max_new_tokens: int) -> int:
+        """The most tokens one call forwards after the shared prefix (:func:`call_tokens`)."""
+        return call_tokens(len(self.suffix_ids), max_new_tokens)
 
     def describe(self) -> dict[str, Any]:
         return {"text": self.text, "chat": self.chat, "reply_prefix": self.reply_prefix, "shots": list(self.shots),

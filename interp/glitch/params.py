@@ -113,7 +113,7 @@ PARAMS = Params("glitch", [
     Param("search_aim_sweep", "str", "0.7,0.75,0.8,0.85,0.9,0.95", check=lambda t: _numbers(t, 0, 1, open_lo=True),
           help="ranked search: aims swept, comma-separated"),
     Param("search_budget", "float", 0.5, min=0, max=1, null="no budget: the cut-off alone stops", unit="share",
-          help="ranked search: share of the exhaustive consensus oracle's time it may spend (0 or null: no budget)"),
+          help="ranked search: share of the exhaustive consensus oracle's forwarded tokens it may spend (0 or null: no budget)"),
     Param("search_C", "float", 0.03, min=0, min_open=True, help="ranked search: logistic regression's inverse regularisation"),
     Param("eval_tokens", "int", 2048, min=0, unit="tokens",
           help="random evaluation tokens outside the sample without stored ground truth (0: all; stored: all)"),

@@ -24,7 +24,8 @@ named beside it):
 
 With ``oracle="stored"`` (the ``--quick`` default where a ground truth is stored) the single prompt's
 answers are looked up and priced at the oracle's time per call measured in this run; the other
-prompts always run.
+prompts always run. The ranked search's budget counts forwarded tokens instead of seconds, so it
+stops at the same candidate in every run (:func:`search_step`).
 """
 
 from __future__ import annotations
@@ -632,7 +633,7 @@ def consensus_step(verdicts: Verdicts, prompts: list[str], cand: np.ndarray, sam
     summary["consensus_threshold_for_recall_target"] = float(reach.threshold.iloc[reach.time_ratio.argmin()]) if len(reach) else None
     return {"summary": summary, "sample": sample_tab, "eval": eval_tab, "score": cd["score"], "predicted": cd["predicted"], "sweep": sweep,
             "found": found, "svm_s": cd["seconds"], "pipeline_oracle_s": oracle_s, "exhaustive_s": exhaustive_s,
-            "n_sample_glitch": n_s, "rates": rates}
+            "n_sample_glitch": n_s, "rates": rates, "exhaustive_calls": exhaustive_calls}
 
 
 def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.ndarray, samp: np.ndarray,
@@ -642,9 +643,12 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
     beside it the same search against the single-prompt label (``search_*_single``).
 
     Its random sample (``search_sample_ratio``) and its verifications are asked with the consensus
-    cascade; every use of a verdict is priced at the prompt's seconds per call of this run as the
-    consensus detector and the exhaustive oracle are (``cons["rates"]``: the search's own live calls
-    do not re-price it), and the features and the fit at their wall time. Recall is counted on the tokens
+    cascade. Its budget is in forwarded tokens: each use of a verdict costs its prompt's
+    :meth:`~interp.glitch.oracle.RepeatTemplate.tokens_per_call` and the token statistics nothing, so
+    the search stops at the same candidate on every machine and in every run (``search_cost_*``). Its
+    time is reported beside, every use of a verdict priced at the prompt's seconds per call of this run
+    as the consensus detector and the exhaustive oracle are (``cons["rates"]``: the search's own live
+    calls do not re-price it), and the features and the fit at their wall time. Recall is counted on the tokens
     whose consensus label this run knows (GlitchProber's sample and the evaluation set), weighting
     the evaluation set by the share of the candidates outside the sample it stands for: exact when
     the evaluation set is every other candidate.
@@ -655,23 +659,25 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
     X = token_statistics(model, cand).to_numpy()
     feature_s = time.perf_counter() - t0
     asked: list[dict[str, int]] = []
-    seconds: dict[int, float] = {}
+    tokens: dict[int, float] = {}
     rates = cons["rates"]
+    tok = {k: float(verdicts.templates[k].tokens_per_call(int(p["max_new_tokens"]))) for k in prompts}
 
     def label(pos: np.ndarray) -> np.ndarray:
         tab, calls = verdicts.cascade(cand[pos], prompts)
         asked.append(calls)
-        each = sum(np.where(tab[k].astype(str).to_numpy() != "", rates[k], 0.0) for k in prompts)
-        seconds.update(zip(np.asarray(pos).tolist(), np.asarray(each, dtype=float).tolist()))
+        each = sum(np.where(tab[k].astype(str).to_numpy() != "", tok[k], 0.0) for k in prompts)
+        tokens.update(zip(np.asarray(pos).tolist(), np.asarray(each, dtype=float).tolist()))
         return tab.consensus_all.to_numpy() == "glitch"
 
     rs = ranked_search(X, label, sample_ratio=float(p["search_sample_ratio"]), aim=float(p["search_aim"]),
                        C=float(p["search_C"]), seed=seed, feature_seconds=feature_s, budget=_budget(p),
-                       cost=lambda pos: np.array([seconds[int(i)] for i in pos]))
+                       cost=lambda pos: np.array([tokens[int(i)] for i in pos]), overhead=0.0)
     sample_calls = asked[0]
     verify_calls = {k: sum(a[k] for a in asked[1:]) for k in prompts}
     fixed_s = float(sum(rs.seconds.values())) + priced(sample_calls, rates)
     exhaustive_s = cons["exhaustive_s"]
+    exhaustive_tok = priced(cons["exhaustive_calls"], tok)
     # the tokens whose consensus label is known, with the weight each stands for
     known, w = _known_weights(samp, eval_pos)
     known_tab = pd.concat([cons["sample"], cons["eval"]], ignore_index=True)
@@ -687,9 +693,11 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
         r = _weighted_recall(w, g, in_s | pk)
         calls = {k: float((w * (k_asked[k] & pk)).sum()) for k in prompts}
         rows.append({"aim": aim, "cutoff": cut, "verified_share": float(pred.mean()), "recall": r, "f1": _f1(1.0, r),
+                     "cost_ratio": (priced(sample_calls, tok) + priced(calls, tok)) / exhaustive_tok,
                      "time_ratio": (fixed_s + priced(calls, rates)) / exhaustive_s})
-    sweep = pd.DataFrame(rows, columns=["aim", "cutoff", "verified_share", "recall", "f1", "time_ratio"])
+    sweep = pd.DataFrame(rows, columns=["aim", "cutoff", "verified_share", "recall", "f1", "cost_ratio", "time_ratio"])
     reach = sweep[sweep.recall >= float(p["recall_target"])]
+    cost_tok = priced(sample_calls, tok) + priced(verify_calls, tok)
     summary = {
         "search_sample_ratio": float(p["search_sample_ratio"]), "search_aim": rs.aim, "search_trained": rs.trained,
         "search_cutoff": rs.cutoff if rs.trained else None,
@@ -700,10 +708,15 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
         "search_feature_time_s": feature_s, "search_fit_time_s": float(rs.seconds["training"] + rs.seconds["prediction"]),
         "search_oracle_time_s": priced(sample_calls, rates) + priced(verify_calls, rates),
         "search_time_ratio_for_recall_target": float(reach.time_ratio.min()) if len(reach) else None,
+        # the same search priced in forwarded tokens: what its budget counts, the same in every run
+        "search_cost_tokens": cost_tok, "search_cost_ratio_consensus": cost_tok / exhaustive_tok,
+        "search_cost_ratio_for_recall_target": float(reach.cost_ratio.min()) if len(reach) else None,
+        "consensus_exhaustive_tokens": exhaustive_tok,
+        **{f"search_tokens_per_call_{k}": tok[k] for k in prompts},
         "search_budget": rs.budget, "search_stopped_by": rs.stopped_by,
-        "search_estimated_exhaustive_s": rs.estimated_exhaustive_s,
-        # what the search counted against its budget (the same prices: equal to search_time_s)
-        "search_budget_spent_s": rs.oracle_s + float(sum(rs.seconds.values())),
+        "search_estimated_exhaustive_tokens": rs.estimated_exhaustive,
+        # what the search counted against its budget (equal to search_cost_tokens)
+        "search_budget_spent_tokens": rs.oracle_cost + rs.overhead,
     }
     table = pd.DataFrame({"token_id": cand, "in_sample": rs.in_sample, "score": rs.score, "crossfit_score": rs.crossfit,
                           "verified": rs.predicted, "found": rs.found})
@@ -716,27 +729,30 @@ def _search_single(verdicts: Verdicts, cand: np.ndarray, samp: np.ndarray, singl
                    feature_s: float, p: dict[str, Any], seed: int) -> dict[str, Any]:
     """The ranked search with the single prompt as its oracle, scored against the single-prompt label.
 
-    Same sample draw, features and aim as the consensus search; its verdicts are priced at the single
-    prompt's seconds per call and compared with that prompt on every candidate. Recall is counted on
+    Same sample draw, features and aim as the consensus search; its budget counts the single prompt's
+    forwarded tokens per call (every call costs the same, so it caps the calls at ``search_budget`` of
+    the candidates), its time prices the calls at that prompt's seconds per call and the features and
+    fit at their wall time, compared with that prompt on every candidate. Recall is counted on
     GlitchProber's sample and ``single_pos`` (weighted by the share of the outside it stands for).
     """
     def label(pos: np.ndarray) -> np.ndarray:
         return np.array(verdicts.ask(SINGLE_PROMPT, cand[pos])) == "glitch"
 
     per_call = verdicts.s_per_call(SINGLE_PROMPT)
+    tok = float(verdicts.templates[SINGLE_PROMPT].tokens_per_call(int(p["max_new_tokens"])))
     rs = ranked_search(X, label, sample_ratio=float(p["search_sample_ratio"]), aim=float(p["search_aim"]),
                        C=float(p["search_C"]), seed=seed, feature_seconds=feature_s, budget=_budget(p),
-                       cost=lambda pos: np.full(len(pos), per_call))
+                       cost=lambda pos: np.full(len(pos), tok), overhead=0.0)
     n_calls = int(rs.in_sample.sum() + rs.predicted.sum())
     time_s = float(sum(rs.seconds.values())) + n_calls * per_call
     known, w = _known_weights(samp, single_pos)
     rec = _weighted_recall(w, label(known), rs.found[known])
     return {"search_recall_single": rec, "search_f1_single": _f1(1.0, rec), "search_n_verified_single": int(rs.predicted.sum()),
-            "search_time_ratio_single": time_s / (len(cand) * per_call)}
+            "search_time_ratio_single": time_s / (len(cand) * per_call), "search_cost_ratio_single": n_calls / len(cand)}
 
 
 def _budget(p: dict[str, Any]) -> Optional[float]:
-    """The ranked search's time budget (``search_budget``; None or 0: none)."""
+    """The ranked search's budget, a share of the exhaustive oracle's forwarded tokens (``search_budget``; None or 0: none)."""
     b = p.get("search_budget")
     return float(b) if b else None
 
@@ -952,7 +968,7 @@ CLAIMS = (
      "0.06x (89 vs 1,610 min, 7B models) at recall 0.64", lambda v, s: v <= 0.5 and (s.get("recall_consensus") or 0) >= 0.64),
     ("ranked search (token statistics, no forward pass): recall after verification (consensus label)",
      "search_recall_consensus", "0.64 (GlitchProber's average recall)", lambda v, s: v >= 0.64),
-    ("ranked search: cost vs the exhaustive consensus oracle", "search_time_ratio_consensus",
+    ("ranked search: cost (forwarded tokens) vs the exhaustive consensus oracle", "search_cost_ratio_consensus",
      "0.06x at recall 0.64 (GlitchProber)", lambda v, s: v <= 0.5 and (s.get("search_recall_consensus") or 0) >= 0.64),
     ("repair rate (paper's hooks and formulas, held-out tokens)", "repair_rate", "0.50 (average of 5 models)",
      lambda v, s: v >= 0.25 and bool(s.get("repair_counts"))),
@@ -974,7 +990,7 @@ def claims_table(summary: dict[str, Any]) -> pd.DataFrame:
             verdict = "not measurable"
         elif test(v, summary):
             verdict = "reproduced"
-        elif key in ("time_ratio_consensus", "search_time_ratio_consensus") and v >= 1:
+        elif key in ("time_ratio_consensus", "search_cost_ratio_consensus") and v >= 1:
             verdict = "opposite"
         elif key == "repair_rate" and summary.get("repair_control_rate") is not None and v < summary["repair_control_rate"]:
             verdict = "opposite"

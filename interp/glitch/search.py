@@ -14,14 +14,19 @@ see the README). This search spends nothing before the oracle:
    cut-off is the ``1 - aim`` quantile of those scores, so a share ``aim`` of the glitch tokens is
    expected at or above it;
 4. verify the other candidates at or above the cut-off with the consensus oracle, best score first,
-   and, where a ``budget`` is given, stop before the time spent would pass ``budget`` times the
-   exhaustive oracle's time over every candidate (each batch sized to fit if every candidate in it
+   and, where a ``budget`` is given, stop before the cost spent would pass ``budget`` times the
+   exhaustive oracle's cost over every candidate (each batch sized to fit if every candidate in it
    cost as much as the costliest so far).
 
-The exhaustive time is not known before the search (knowing it means labelling everything); the
-random sample estimates it: ``n * (mean - 2 * se)`` of the sample's seconds per candidate, a lower
-bound at about 97.5%, so the whole search (features, fit, sample and verification) stays within
-the budget on about 97.5% of draws. The cross-fitted cut-off's recall varies from draw to draw
+Cost is in whatever unit ``cost`` returns. The pipeline prices a call at the tokens it forwards
+(:func:`~interp.glitch.oracle.call_tokens`), which are the same on every machine and in every run,
+so the budget stops at the same candidate each time; priced at measured seconds it would move with
+the machine's load. The token statistics forward no tokens (``overhead=0``); priced in seconds, the
+features' and the fit's wall time count against the budget (the default ``overhead``).
+
+The exhaustive cost is not known before the search (knowing it means labelling everything); the
+random sample estimates it: ``n * (mean - 2 * se)`` of the sample's cost per candidate, a lower
+bound at about 97.5%, so the whole search stays within the budget on about 97.5% of draws. The cross-fitted cut-off's recall varies from draw to draw
 (it rests on the sample's hundred-odd glitch tokens: sd 0.03 in recall and 0.04 in time over 20
 draws on SmolLM2); the recall bought with a fixed time varies much less (sd 0.010), because the
 ranking is about as good in every draw. With both, whichever comes first stops.
@@ -61,10 +66,11 @@ class RankedSearch:
         seconds: ``features``, ``training``, ``prediction`` (oracle time is priced by the caller).
         trained: False when the sample holds fewer than 2 glitch or 2 normal tokens: nothing is
             ranked or verified, and only the sample's glitch tokens are found.
-        budget: the share of the exhaustive oracle time the search may spend (None: no budget).
-        estimated_exhaustive_s: the sample's lower estimate of the exhaustive oracle time over every
-            candidate (NaN without ``cost``).
-        oracle_s: oracle seconds spent, sample and verification (NaN without ``cost``).
+        budget: the share of the exhaustive oracle cost the search may spend (None: no budget).
+        estimated_exhaustive: the sample's lower estimate of the exhaustive oracle cost over every
+            candidate, in ``cost``'s unit (NaN without ``cost``).
+        oracle_cost: oracle cost spent, sample and verification (NaN without ``cost``).
+        overhead: the cost counted against the budget before the oracle (features and fit).
         stopped_by: ``aim`` (every candidate at or above the cut-off verified), ``budget`` (the budget
             ran out first) or ``untrained``.
     """
@@ -80,8 +86,9 @@ class RankedSearch:
     seconds: dict[str, float] = field(default_factory=dict)
     trained: bool = True
     budget: Optional[float] = None
-    estimated_exhaustive_s: float = float("nan")
-    oracle_s: float = float("nan")
+    estimated_exhaustive: float = float("nan")
+    oracle_cost: float = float("nan")
+    overhead: float = 0.0
     stopped_by: str = "aim"
 
 
@@ -110,12 +117,12 @@ def cutoff_for_aim(crossfit: np.ndarray, y: np.ndarray, aim: float) -> float:
     return float(np.quantile(pos, 1 - aim, method="lower"))
 
 
-def estimate_exhaustive_seconds(sample_seconds: np.ndarray, n: int, z: float = 2.0) -> float:
-    """A lower estimate of the oracle's time over ``n`` candidates from a random sample's seconds per
+def estimate_exhaustive_cost(sample_cost: np.ndarray, n: int, z: float = 2.0) -> float:
+    """A lower estimate of the oracle's cost over ``n`` candidates from a random sample's cost per
     candidate: ``n * (mean - z * se)`` (``se`` the standard error of the mean; 0 from one candidate)."""
-    c = np.asarray(sample_seconds, dtype=float)
+    c = np.asarray(sample_cost, dtype=float)
     if not len(c) or not np.isfinite(c).all():
-        raise InterpError("the sample's oracle seconds must be finite, one per sampled candidate")
+        raise InterpError("the sample's oracle cost must be finite, one per sampled candidate")
     se = float(c.std(ddof=1) / np.sqrt(len(c))) if len(c) > 1 else 0.0
     return float(n * max(0.0, c.mean() - z * se))
 
@@ -133,6 +140,7 @@ def ranked_search(
     feature_seconds: float = 0.0,
     budget: Optional[float] = None,
     cost: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+    overhead: Optional[float] = None,
     batch: int = 256,
 ) -> RankedSearch:
     """Steps 1-4 of the module docstring over the candidates whose features are the rows of ``X``.
@@ -148,10 +156,12 @@ def ranked_search(
         seed: random state of the sample and the folds.
         in_sample: a given sample mask instead of a random one.
         feature_seconds: time spent computing ``X`` (recorded under ``features``).
-        budget: the share of the exhaustive oracle time over every candidate the search may spend
+        budget: the share of the exhaustive oracle cost over every candidate the search may spend
             (None: the cut-off alone stops). Needs ``cost``.
-        cost: ``cost(positions) -> seconds`` per position, the oracle time each of those positions'
-            labels took (asked right after ``label`` on the same positions).
+        cost: ``cost(positions) -> cost`` per position, what each of those positions' labels cost
+            (asked right after ``label`` on the same positions): seconds, forwarded tokens, calls.
+        overhead: the cost spent before the oracle, in ``cost``'s unit, counted against the budget
+            (None: ``feature_seconds`` plus the fit's seconds, for a cost in seconds).
         batch: candidates verified per ``label`` call under a budget.
 
     Returns:
@@ -178,7 +188,7 @@ def ranked_search(
     pos = np.flatnonzero(samp)
     y = np.asarray(label(pos), dtype=bool)
     sample_s = np.asarray(cost(pos), dtype=float) if cost is not None else None
-    exhaustive = estimate_exhaustive_seconds(sample_s, n) if sample_s is not None else float("nan")
+    exhaustive = estimate_exhaustive_cost(sample_s, n) if sample_s is not None else float("nan")
     oracle_s = float(sample_s.sum()) if sample_s is not None else float("nan")
     secs = {"features": float(feature_seconds), "training": 0.0, "prediction": 0.0}
     sample_glitch = np.zeros(n, dtype=bool)
@@ -186,8 +196,9 @@ def ranked_search(
     if min(int(y.sum()), int((~y).sum())) < 2:
         nothing = np.zeros(n, dtype=bool)
         return RankedSearch(samp, sample_glitch, np.full(n, np.nan), np.full(n, np.nan), float("nan"), float(aim), nothing,
-                            sample_glitch.copy(), secs, trained=False, budget=budget, estimated_exhaustive_s=exhaustive,
-                            oracle_s=oracle_s, stopped_by="untrained")
+                            sample_glitch.copy(), secs, trained=False, budget=budget, estimated_exhaustive=exhaustive,
+                            oracle_cost=oracle_s, overhead=float(sum(secs.values())) if overhead is None else float(overhead),
+                            stopped_by="untrained")
     t0 = time.perf_counter()
     cf = crossfit_scores(X[pos], y, folds, C, seed)
     cut = cutoff_for_aim(cf, y, aim)
@@ -206,6 +217,7 @@ def ranked_search(
     order = order[np.argsort(-score[order], kind="stable")]  # best score first
     predicted = np.zeros(n, dtype=bool)
     stopped = "aim"
+    spent_before = float(sum(secs.values())) if overhead is None else float(overhead)
     if budget is None:
         if len(order):
             found[order] = np.asarray(label(order), dtype=bool)
@@ -213,7 +225,7 @@ def ranked_search(
             if cost is not None:
                 oracle_s += float(np.sum(cost(order)))
     else:
-        allowed = budget * exhaustive - sum(secs.values())
+        allowed = budget * exhaustive - spent_before
         # a batch is sized so that it fits even if each of its candidates costs the most any candidate has
         # cost so far (the best-ranked ones are the likeliest glitch tokens, which take every prompt)
         worst = float(sample_s.max()) if len(sample_s) else 0.0
@@ -233,7 +245,7 @@ def ranked_search(
     crossfit = np.full(n, np.nan)
     crossfit[pos] = cf
     return RankedSearch(samp, sample_glitch, score, crossfit, cut, float(aim), predicted, found, secs, budget=budget,
-                        estimated_exhaustive_s=exhaustive, oracle_s=oracle_s, stopped_by=stopped)
+                        estimated_exhaustive=exhaustive, oracle_cost=oracle_s, overhead=spent_before, stopped_by=stopped)
 
 
 def aim_sweep(search: RankedSearch, aims: Sequence[float]) -> list[tuple[float, float, np.ndarray]]:

@@ -3,6 +3,7 @@ import pytest
 from interp import InterpError, greedy_generate
 from interp.glitch.oracle import (
     TOKEN_CLASSES,
+    call_tokens,
     is_repeated,
     repeat_oracle,
     repeat_target,
@@ -64,6 +65,28 @@ def test_oracle_matches_unshared_generation(tiny_models):
         assert t.set_index("token_id").cls[i] == expect
         if expect == "normal":
             assert t.set_index("token_id").generated[i] in text
+
+
+def test_tokens_per_call_is_what_one_call_forwards_after_the_prefix(tiny):
+    # the ranked search's budget prices a call at tokens_per_call: count what the generator runs
+    tpl = repeat_template(tiny, shots=("ab",))
+    token = tiny.encode("Q", prepend_bos=False)[0]
+    seen = []
+
+    def count(x, hook):
+        seen.append(int(x.shape[0] * x.shape[1]))
+        return x
+
+    resid = tiny.hook("resid_pre", 0)
+    with tiny.hooks([(resid, count)]):
+        greedy_generate(tiny, [tpl.row(token)], 5, prefix=list(tpl.prefix_ids), stop_at_eos=False)
+    # the first pass is the shared prefix's, run once and cached; the rest is this call's
+    assert seen[0] == len(tpl.prefix_ids) and len(seen) == 1 + 5
+    assert sum(seen[1:]) == tpl.tokens_per_call(5) == len(tpl.suffix_ids) + 5
+    assert call_tokens(3, 10) == 13
+    for bad in ((-1, 10), (3, 0)):
+        with pytest.raises(InterpError, match="suffix_len"):
+            call_tokens(*bad)
 
 
 def test_oracle_rejects_out_of_range(tiny_models):

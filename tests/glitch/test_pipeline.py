@@ -34,15 +34,15 @@ def test_estimated_recall_is_exact_on_the_whole_outside_and_scales_a_sample():
 def test_claims_verdicts():
     base = dict(glitch_prevalence_consensus=0.05, precision_consensus=1.0, recall_consensus=0.9, f1_consensus=0.95,
                 time_ratio_consensus=0.4, repair_rate=0.3, repair_counts=True, repair_control_rate=0.1,
-                search_recall_consensus=0.85, search_time_ratio_consensus=0.45)
+                search_recall_consensus=0.85, search_cost_ratio_consensus=0.45)
     c = claims_table(base)
     assert list(c.columns) == ["claim", "measured", "paper", "verdict"] and (c.verdict == "reproduced").all()
     c = claims_table(dict(base, recall_consensus=0.3, f1_consensus=0.46, time_ratio_consensus=1.2, repair_rate=0.04,
-                          repair_counts=False, repair_control_rate=0.5, search_time_ratio_consensus=1.1))
+                          repair_counts=False, repair_control_rate=0.5, search_cost_ratio_consensus=1.1))
     assert c.verdict.tolist() == ["reproduced", "reproduced", "not reproduced", "not reproduced", "opposite",
                                   "reproduced", "opposite", "opposite"]
     c = claims_table(dict(base, time_ratio_consensus=0.3, recall_consensus=0.2, repair_rate=None,
-                          search_recall_consensus=0.5, search_time_ratio_consensus=0.2))
+                          search_recall_consensus=0.5, search_cost_ratio_consensus=0.2))
     # cheap only at a low recall
     assert c.verdict.tolist()[4:] == ["not reproduced", "not reproduced", "not reproduced", "not measurable"]
     assert set(c.verdict) <= {"reproduced", "not reproduced", "opposite", "not measurable"}
@@ -96,7 +96,8 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path, truth):
     for k in ("vocab_size", "n_glitch_ground_truth", "precision", "recall", "f1", "time_pipeline_s", "time_exhaustive_s",
               "magikarp_recall", "repair_rate", "repair_rule_based_rate", "normal_damage_rate",
               "precision_consensus", "recall_consensus", "f1_consensus", "time_ratio_consensus", "n_glitch_consensus",
-              "repair_control_rate", "repair_damage_rate_control", "search_recall_consensus", "search_time_ratio_consensus"):
+              "repair_control_rate", "repair_damage_rate_control", "search_recall_consensus", "search_time_ratio_consensus",
+              "search_cost_ratio_consensus"):
         assert k in summary, k
     assert summary["vocab_size"] == 49152 and summary["oracle_mode"] == "stored"
     assert summary["precision"] == 1.0 and 0 < summary["recall"] <= 1
@@ -123,12 +124,16 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path, truth):
     assert search.in_sample.sum() == summary["search_n_sampled"] and search.found.sum() == summary["search_n_found"]
     assert 0 <= summary["search_recall_consensus"] <= 1 and summary["search_time_ratio_consensus"] > 0
     assert 0 < summary["search_recall_single"] <= 1 and 0 < summary["search_time_ratio_single"] <= 2
-    # its time budget: a share of the exhaustive time its sample estimates, never passed by what the search counts,
-    # and what it counts is what it reports: every call at the prices of the consensus detector and the exhaustive
-    # oracle, although this run asks its live prompts again after them (the search and the agreement sample)
+    # its budget: a share of the exhaustive forwarded tokens its sample estimates, never passed by what the search
+    # counts, and what it counts is what it reports: each call at its prompt's suffix + reply tokens, nothing for
+    # the token statistics
     assert summary["search_budget"] == 0.5 and summary["search_stopped_by"] in ("aim", "budget")
-    assert summary["search_budget_spent_s"] <= 1.001 * summary["search_budget"] * summary["search_estimated_exhaustive_s"]
-    assert summary["search_time_s"] == pytest.approx(summary["search_budget_spent_s"], rel=1e-9)
+    assert summary["search_budget_spent_tokens"] <= 1.001 * summary["search_budget"] * summary["search_estimated_exhaustive_tokens"]
+    assert summary["search_cost_tokens"] == pytest.approx(summary["search_budget_spent_tokens"], rel=1e-9)
+    from interp.glitch.consensus import oracle_templates
+
+    assert summary["search_tokens_per_call_few_shot"] == len(oracle_templates(smollm, ["few_shot"])["few_shot"].suffix_ids) + 10
+    assert 0 < summary["search_cost_ratio_consensus"] < 1.001 and 0 < summary["search_cost_ratio_single"] <= 1
     gt = pd.read_csv(tmp_path / "glitch" / "tables" / "glitch_tokens.csv")
     assert len(gt) == summary["n_glitch_ground_truth"] and gt.found.sum() == summary["n_found"]
     assert json.loads((tmp_path / "glitch" / "summary.json").read_text())["key_layers"] == summary["key_layers"]

@@ -90,12 +90,31 @@ def test_a_budget_stops_the_verification_best_first_within_the_estimated_exhaust
     assert (rs.predicted <= free.predicted).all() and 0 < rs.predicted.sum() < free.predicted.sum()
     assert rs.score[rs.predicted].min() >= rs.score[free.predicted & ~rs.predicted].max()
     assert all(len(a) <= 100 for a in asked[1:]) and len(asked) > 2
-    # the sample's lower estimate of the exhaustive time, and the spend within the budget of the true time
-    assert rs.estimated_exhaustive_s < c.sum() < 1.1 * rs.estimated_exhaustive_s
-    assert rs.oracle_s == pytest.approx(c[rs.in_sample | rs.predicted].sum())
-    assert 0.17 * c.sum() < rs.oracle_s + sum(rs.seconds.values()) <= 0.2 * rs.estimated_exhaustive_s
+    # the sample's lower estimate of the exhaustive cost, and the spend within the budget of the true cost
+    assert rs.estimated_exhaustive < c.sum() < 1.1 * rs.estimated_exhaustive
+    assert rs.oracle_cost == pytest.approx(c[rs.in_sample | rs.predicted].sum())
+    # by default (a cost in seconds) the features' and the fit's wall time count against the budget
+    assert rs.overhead == pytest.approx(sum(rs.seconds.values())) and rs.overhead > 0
+    assert 0.17 * c.sum() < rs.oracle_cost + rs.overhead <= 0.2 * rs.estimated_exhaustive
     # precision 1 still, and the budget bought more recall than its share of random labelling would
     assert y[rs.found].all() and rs.found.sum() / y.sum() > 0.4
+
+
+def test_a_budget_in_a_cost_that_does_not_depend_on_the_clock_stops_at_the_same_candidate_every_time():
+    X, y = _data(n=6000, seed=3)
+    # forwarded tokens per candidate: a glitch token is asked by every prompt of the cascade
+    c = np.where(y, 19 + 19 + 31 + 31, 19).astype(float)
+    runs = [ranked_search(X, lambda pos: y[pos], sample_ratio=0.1, aim=0.95, seed=0, budget=0.2, cost=lambda pos: c[pos],
+                          overhead=0.0, feature_seconds=fs, batch=100) for fs in (0.0, 50.0)]
+    a, b = runs
+    # a slow feature pass is recorded but not charged: the same candidates are verified
+    assert a.stopped_by == b.stopped_by == "budget" and a.overhead == b.overhead == 0.0
+    assert (a.predicted == b.predicted).all() and a.oracle_cost == b.oracle_cost and b.seconds["features"] == 50.0
+    assert a.oracle_cost <= 0.2 * a.estimated_exhaustive
+    # the same feature time charged in seconds would have stopped it earlier
+    charged = ranked_search(X, lambda pos: y[pos], sample_ratio=0.1, aim=0.95, seed=0, budget=0.2, cost=lambda pos: c[pos],
+                            overhead=5000.0, batch=100)
+    assert charged.predicted.sum() < a.predicted.sum() and (charged.predicted <= a.predicted).all()
 
 
 def test_a_budget_that_the_aim_does_not_reach_changes_nothing_and_bad_budgets_are_refused():
@@ -104,7 +123,7 @@ def test_a_budget_that_the_aim_does_not_reach_changes_nothing_and_bad_budgets_ar
     free = ranked_search(X, lambda pos: y[pos], sample_ratio=0.2, aim=0.8, seed=0)
     rs = ranked_search(X, lambda pos: y[pos], sample_ratio=0.2, aim=0.8, seed=0, budget=1.0, cost=lambda pos: c[pos])
     assert rs.stopped_by == "aim" and (rs.predicted == free.predicted).all() and (rs.found == free.found).all()
-    assert rs.oracle_s == pytest.approx((rs.in_sample | rs.predicted).sum())
+    assert rs.oracle_cost == pytest.approx((rs.in_sample | rs.predicted).sum())
     for bad in (0.0, 1.5, -0.1):
         with pytest.raises(InterpError, match="budget"):
             ranked_search(X, lambda pos: y[pos], budget=bad, cost=lambda pos: c[pos])
