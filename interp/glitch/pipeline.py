@@ -678,6 +678,7 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
     fixed_s = float(sum(rs.seconds.values())) + priced(sample_calls, rates)
     exhaustive_s = cons["exhaustive_s"]
     exhaustive_tok = priced(cons["exhaustive_calls"], tok)
+    sample_tok = priced(sample_calls, tok)
     # the tokens whose consensus label is known, with the weight each stands for
     known, w = _known_weights(samp, eval_pos)
     known_tab = pd.concat([cons["sample"], cons["eval"]], ignore_index=True)
@@ -693,11 +694,11 @@ def search_step(model: Model, verdicts: Verdicts, prompts: list[str], cand: np.n
         r = _weighted_recall(w, g, in_s | pk)
         calls = {k: float((w * (k_asked[k] & pk)).sum()) for k in prompts}
         rows.append({"aim": aim, "cutoff": cut, "verified_share": float(pred.mean()), "recall": r, "f1": _f1(1.0, r),
-                     "cost_ratio": (priced(sample_calls, tok) + priced(calls, tok)) / exhaustive_tok,
+                     "cost_ratio": (sample_tok + priced(calls, tok)) / exhaustive_tok,
                      "time_ratio": (fixed_s + priced(calls, rates)) / exhaustive_s})
     sweep = pd.DataFrame(rows, columns=["aim", "cutoff", "verified_share", "recall", "f1", "cost_ratio", "time_ratio"])
     reach = sweep[sweep.recall >= float(p["recall_target"])]
-    cost_tok = priced(sample_calls, tok) + priced(verify_calls, tok)
+    cost_tok = sample_tok + priced(verify_calls, tok)
     summary = {
         "search_sample_ratio": float(p["search_sample_ratio"]), "search_aim": rs.aim, "search_trained": rs.trained,
         "search_cutoff": rs.cutoff if rs.trained else None,

@@ -187,9 +187,9 @@ def ranked_search(
             raise InterpError("in_sample must have one entry per candidate")
     pos = np.flatnonzero(samp)
     y = np.asarray(label(pos), dtype=bool)
-    sample_s = np.asarray(cost(pos), dtype=float) if cost is not None else None
-    exhaustive = estimate_exhaustive_cost(sample_s, n) if sample_s is not None else float("nan")
-    oracle_s = float(sample_s.sum()) if sample_s is not None else float("nan")
+    sample_cost = np.asarray(cost(pos), dtype=float) if cost is not None else None
+    exhaustive = estimate_exhaustive_cost(sample_cost, n) if sample_cost is not None else float("nan")
+    oracle_cost = float(sample_cost.sum()) if sample_cost is not None else float("nan")
     secs = {"features": float(feature_seconds), "training": 0.0, "prediction": 0.0}
     sample_glitch = np.zeros(n, dtype=bool)
     sample_glitch[pos] = y
@@ -197,7 +197,7 @@ def ranked_search(
         nothing = np.zeros(n, dtype=bool)
         return RankedSearch(samp, sample_glitch, np.full(n, np.nan), np.full(n, np.nan), float("nan"), float(aim), nothing,
                             sample_glitch.copy(), secs, trained=False, budget=budget, estimated_exhaustive=exhaustive,
-                            oracle_cost=oracle_s, overhead=float(sum(secs.values())) if overhead is None else float(overhead),
+                            oracle_cost=oracle_cost, overhead=float(sum(secs.values())) if overhead is None else float(overhead),
                             stopped_by="untrained")
     t0 = time.perf_counter()
     cf = crossfit_scores(X[pos], y, folds, C, seed)
@@ -223,29 +223,29 @@ def ranked_search(
             found[order] = np.asarray(label(order), dtype=bool)
             predicted[order] = True
             if cost is not None:
-                oracle_s += float(np.sum(cost(order)))
+                oracle_cost += float(np.sum(cost(order)))
     else:
         allowed = budget * exhaustive - spent_before
         # a batch is sized so that it fits even if each of its candidates costs the most any candidate has
         # cost so far (the best-ranked ones are the likeliest glitch tokens, which take every prompt)
-        worst = float(sample_s.max()) if len(sample_s) else 0.0
+        worst = float(sample_cost.max()) if len(sample_cost) else 0.0
         i = 0
         while i < len(order):
-            k = min(batch, len(order) - i) if worst <= 0 else min(batch, len(order) - i, int((allowed - oracle_s) // worst))
+            k = min(batch, len(order) - i) if worst <= 0 else min(batch, len(order) - i, int((allowed - oracle_cost) // worst))
             if k < 1:
                 stopped = "budget"
                 break
             chunk = order[i:i + k]
             found[chunk] = np.asarray(label(chunk), dtype=bool)
             spent = np.asarray(cost(chunk), dtype=float)
-            oracle_s += float(spent.sum())
+            oracle_cost += float(spent.sum())
             predicted[chunk] = True
             worst = max(worst, float(spent.max()))
             i += k
     crossfit = np.full(n, np.nan)
     crossfit[pos] = cf
     return RankedSearch(samp, sample_glitch, score, crossfit, cut, float(aim), predicted, found, secs, budget=budget,
-                        estimated_exhaustive=exhaustive, oracle_cost=oracle_s, overhead=spent_before, stopped_by=stopped)
+                        estimated_exhaustive=exhaustive, oracle_cost=oracle_cost, overhead=spent_before, stopped_by=stopped)
 
 
 def aim_sweep(search: RankedSearch, aims: Sequence[float]) -> list[tuple[float, float, np.ndarray]]:
