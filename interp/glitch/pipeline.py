@@ -570,7 +570,7 @@ def run(model: Model, run: Any, quick: bool = False, **params: Any) -> dict[str,
         is_glitch = np.array([gt_cls[int(t)] == "glitch" for t in cand])
         pts = pd.DataFrame({"pc1": det.projection[:, 0], "pc2": det.projection[:, 1], "label": np.where(is_glitch, "glitch", "normal")})
         run.figure("pca_scatter", figures.pca_scatter_figure(pts, name))
-        run.figure("recall_cost", figures.recall_cost_figure(curve, float(p["recall_target"]), 0.15,
+        run.figure("recall_cost", figures.recall_cost_figure(curve, float(p["recall_target"]),
                                                              summary["speed_ratio_floor_for_recall_target"], name))
     return summary
 

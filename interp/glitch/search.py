@@ -1,4 +1,4 @@
-"""Ranked search against the consensus label: token statistics rank, the oracle verifies, a cross-fitted cut-off or a time budget stops.
+"""Ranked search against the consensus label: token statistics rank, the oracle verifies, a cross-fitted cut-off or a cost budget stops.
 
 GlitchProber spends a forward pass per candidate on activation features before any oracle call (on
 SmolLM2 0.15x of the consensus oracle's cost over the vocabulary), and those features rank the

@@ -116,6 +116,11 @@ def test_quick_pipeline_on_stored_ground_truth(smollm, tmp_path, truth):
     tables = {p.stem for p in (tmp_path / "glitch" / "tables").glob("*.csv")}
     assert {"glitch_tokens", "layer_distances", "method_times", "repair", "sample_ratio_sweep", "recall_cost_curve",
             "oracle_verdicts", "claims", "consensus_eval", "consensus_threshold_sweep", "search", "search_aim_sweep"} <= tables
+    # the recall-cost figure draws the target recall and the floor; the retired 0.15x time target is gone
+    fig = json.loads((tmp_path / "glitch" / "figures" / "recall_cost.json").read_text())
+    notes = [a.get("text", "") for a in fig["layout"].get("annotations", [])]
+    assert any(t.startswith("target recall") for t in notes) and any(t.startswith("floor") for t in notes)
+    assert not any("target time" in t for t in notes)
     claims = pd.read_csv(tmp_path / "glitch" / "tables" / "claims.csv")
     assert list(claims.columns) == ["claim", "measured", "paper", "verdict"] and len(claims) == 8
     # the ranked search: its sample and its verified tokens are apart, and what it found is glitch under the consensus
@@ -150,3 +155,13 @@ def test_named_ground_truth_folder_must_hold_the_models_truth(smollm, tmp_path):
     params = dict(DEFAULTS, ground_truth_dir=str(tmp_path / "gt"))
     with pytest.raises(InterpError, match="no stored ground truth"):
         pipeline.run(m, Run(tmp_path / "out", "glitch", model=m, params=params, seed=0), quick=True, **params)
+
+
+def test_recall_cost_figure_draws_a_time_target_only_when_given():
+    from interp.glitch.figures import recall_cost_figure
+
+    curve = pd.DataFrame({"method": ["svm"] * 3, "recall": [0.2, 0.6, 0.9], "cost_ratio": [0.1, 0.3, 0.5]})
+    notes = lambda fig: [a.text for a in fig.layout.annotations]  # noqa: E731
+    plain = notes(recall_cost_figure(curve, 0.8, 0.04, "m"))
+    assert "target recall 0.8" in plain and "floor 0.040x" in plain and not any("target time" in t for t in plain)
+    assert "target time 0.3x" in notes(recall_cost_figure(curve, 0.8, 0.04, "m", cost_target=0.3))
