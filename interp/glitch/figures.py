@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -90,8 +90,7 @@ def method_time_figure(methods: pd.DataFrame, model_name: str) -> go.Figure:
     return fig
 
 
-def recall_cost_figure(curve: pd.DataFrame, recall_target: float, cost_floor: float, model_name: str,
-                       cost_target: Optional[float] = None) -> go.Figure:
+def recall_cost_figure(curve: pd.DataFrame, recall_target: float, cost_floor: float, model_name: str) -> go.Figure:
     """Recall against wall time (relative to exhaustive search) as each detector's top-scored tokens are verified.
 
     Args:
@@ -100,16 +99,12 @@ def recall_cost_figure(curve: pd.DataFrame, recall_target: float, cost_floor: fl
         cost_floor: the least time any verify-everything method needs for the target recall
             (target recall x glitch prevalence; dotted line).
         model_name: for the title.
-        cost_target: a target time ratio (dashed vertical line); None draws none.
     """
     fig = go.Figure()
     for method, g in curve.groupby("method", sort=False):
         dash = "dot" if "random" in method else None
         fig.add_trace(go.Scatter(x=g.cost_ratio, y=g.recall, mode="lines", name=method, line=dict(dash=dash)))
     fig.add_hline(y=recall_target, line=dict(color="grey", dash="dash"), annotation_text=f"target recall {recall_target:g}")
-    if cost_target is not None:
-        fig.add_vline(x=cost_target, line=dict(color="grey", dash="dash"), annotation_text=f"target time {cost_target:g}x",
-                      annotation_position="bottom right")
     fig.add_vline(x=cost_floor, line=dict(color="firebrick", dash="dot"), annotation_text=f"floor {cost_floor:.3f}x",
                   annotation_position="top left")
     fig.update_layout(title=f"Recall vs time when verifying each detector's top-scored tokens ({model_name})",
