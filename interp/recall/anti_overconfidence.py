@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from scipy.stats import rankdata
 from interp.progress import track
 
@@ -50,6 +50,47 @@ def text_tokens(model: Model, texts: Sequence[str], max_tokens: int = 256, tail:
     return toks
 
 
+def text_nll(
+    model: Model, texts: Sequence[str], batch_size: int = 8, max_tokens: int = 256, tail: Optional[Any] = None,
+) -> tuple[Float[torch.Tensor, "text"], Int[torch.Tensor, "text"]]:
+    """Each text's summed next-token negative log-likelihood and its number of scored tokens.
+
+    Runs under whatever hooks are active; only the scored tokens' log-probabilities are formed, a
+    chunk of positions at a time. Per text, so that a perplexity difference can be given a standard
+    error over texts (:func:`interp.recall.mitigation.perplexity_cost`).
+
+    Args:
+        model: the model.
+        texts: paragraphs of generic text.
+        batch_size: texts per forward pass.
+        max_tokens: each text is cut to this many tokens.
+        tail: an :class:`interp.tail.TailCache` of the same texts (cut the same way): only its last
+            blocks are re-run (exact when the active hooks act in none of the earlier blocks).
+
+    Returns:
+        ``(nll, n_scored)``, one entry per text (float64 sums).
+    """
+    toks = text_tokens(model, texts, max_tokens, tail)
+    hook = model.hook("resid_post", model.n_layers - 1)
+
+    def unembed(x: torch.Tensor) -> torch.Tensor:  # the model's own final norm (unless the tail applied it) and LM head
+        x = x.to(model.device, model.dtype)
+        return lm_head(model, x if tail is not None else model.final_norm(x))
+
+    nll = torch.zeros(len(toks), dtype=torch.float64)
+    n = torch.zeros(len(toks), dtype=torch.long)
+    for a in track(range(0, len(toks), batch_size), desc="generic text", unit="batch", disable=len(toks) <= batch_size):
+        chunk = toks[a : a + batch_size]
+        if tail is not None:
+            finals = tail.hidden(rows=range(a, a + len(chunk)))
+        else:
+            finals = capture(model, chunk, hooks=[hook], positions="all", batch_size=batch_size, progress=False).acts[hook]
+        for j, x in enumerate(next_token_nll(unembed, finals, chunk)):
+            nll[a + j] = float(x.double().sum())
+            n[a + j] = len(x)
+    return nll, n
+
+
 def next_token_stats(
     model: Model, texts: Sequence[str], batch_size: int = 8, max_tokens: int = 256, tail: Optional[Any] = None,
     mean_distribution: bool = True,
@@ -72,25 +113,10 @@ def next_token_stats(
     Returns:
         ``(mean_probs, perplexity, n_tokens_scored)``.
     """
-    toks = text_tokens(model, texts, max_tokens, tail)
     if not mean_distribution:  # only the scored tokens' log-probabilities, a chunk of positions at a time
-        hook = model.hook("resid_post", model.n_layers - 1)
-
-        def unembed(x: torch.Tensor) -> torch.Tensor:  # the model's own final norm (unless the tail applied it) and LM head
-            x = x.to(model.device, model.dtype)
-            return lm_head(model, x if tail is not None else model.final_norm(x))
-
-        nll_sum, count = 0.0, 0
-        for a in track(range(0, len(toks), batch_size), desc="generic text", unit="batch", disable=len(toks) <= batch_size):
-            chunk = toks[a : a + batch_size]
-            if tail is not None:
-                finals = tail.hidden(rows=range(a, a + len(chunk)))
-            else:
-                finals = capture(model, chunk, hooks=[hook], positions="all", batch_size=batch_size, progress=False).acts[hook]
-            for x in next_token_nll(unembed, finals, chunk):
-                nll_sum += float(x.double().sum())
-                count += len(x)
-        return None, float(np.exp(nll_sum / count)), count
+        nll, n = text_nll(model, texts, batch_size, max_tokens, tail)
+        return None, float(np.exp(float(nll.sum()) / int(n.sum()))), int(n.sum())
+    toks = text_tokens(model, texts, max_tokens, tail)
     mean = torch.zeros(model.d_vocab, dtype=torch.float64)
     nll, count = 0.0, 0
     for a in track(range(0, len(toks), batch_size), desc="generic text", unit="batch", disable=len(toks) <= batch_size):

@@ -52,8 +52,11 @@ PARAMS = Params("recall", [
     Param("text_corpus", "str", "wikipedia", check=corpus_problem, allows=ALLOWS, help="held-out text for the perplexity cost: wikipedia, generic or a text file/folder"),
     Param("ppl_texts", "int", None, quick=8, min=1, null="200", unit="paragraphs",
           help="held-out paragraphs for the perplexity cost"),
-    Param("selection_texts", "int", None, quick=8, min=0, null="32", unit="paragraphs",
+    Param("selection_texts", "int", None, quick=8, min=0, null="128", unit="paragraphs",
           help="training paragraphs for the mitigation's perplexity constraint"),
+    Param("ppl_bound_z", "float", 1.645, min=0.0, unit="standard errors",
+          help="the mitigation's perplexity cost on the training paragraphs is bounded at its estimate plus "
+          "this many standard errors over paragraphs (0: the estimate itself)"),
     Param("independent_facts", "int", None, quick=12, min=1, null="all", unit="facts",
           help="independent country facts per relation (countryinfo)"),
     Param("head_scales", "int", None, quick=1, min=0, max=3, null="3", unit="factors",

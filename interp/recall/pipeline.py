@@ -54,7 +54,7 @@ DESCRIPTION = "factual recall (Lv et al. 2024): argument heads, MLP activation/f
 DEFAULTS: dict[str, Any] = PARAMS.defaults()
 
 QUICK: dict[str, Any] = PARAMS.quick_values()
-FULL = {"templates": list(range(10)), "max_facts": None, "n_random": 10, "lens_stride": 1, "head_scales": 3, "ppl_texts": 200, "selection_texts": 32,
+FULL = {"templates": list(range(10)), "max_facts": None, "n_random": 10, "lens_stride": 1, "head_scales": 3, "ppl_texts": 200, "selection_texts": 128,
         "independent_facts": None}
 
 
@@ -329,7 +329,8 @@ def step_mitigation(model: Model, run: Any, p: dict[str, Any], d: RecallData, fr
     means = train[0].z[:, train[0].layer_index(last)].float().mean(0) if mode == "mean" else None
     chosen, cands, trace = run.stage("mitigation_selection", lambda: choose_mitigation(
         model, train, freq, sel_texts, p["mitigation_method"], mode, scale, means, p["max_suppressor_heads"],
-        p["selection_metric"], head_scales=HEAD_SCALES[: int(p["head_scales"])], batch_size=bs))
+        p["selection_metric"], head_scales=HEAD_SCALES[: int(p["head_scales"])], ppl_z=float(p["ppl_bound_z"]),
+        batch_size=bs))
     run.table("mitigation_selection", trace)
     run.note(f"mitigation chosen on train facts: {chosen.describe()}")
     texts, text_id = sources.texts(p["text_corpus"], "heldout")

@@ -110,10 +110,11 @@ def test_choose_mitigation_reports_every_candidate_and_keeps_the_rule(tiny_model
     row = row.iloc[0]
     assert row["method"] == chosen.method and (chosen.method == "none" or row["setting"] == chosen.describe())
     if chosen.method != "none":
-        assert row["accuracy"] >= base_acc and row["answer_prob"] > base_p and row["ppl_cost"] <= 0.02
+        assert row["accuracy"] >= base_acc and row["answer_prob"] > base_p and row["ppl_cost_upper"] <= 0.02
+        assert row["ppl_cost_upper"] >= row["ppl_cost"]
         # no candidate with a higher train answer probability qualified
         better = trace[(trace["answer_prob"] > row["answer_prob"]) & trace["method"].isin(["heads", "frequency", "both"])]
-        assert ((better["accuracy"] < base_acc) | (better["ppl_cost"] > 0.02)).all()
+        assert ((better["accuracy"] < base_acc) | (better["ppl_cost_upper"] > 0.02)).all()
     heads = trace[trace["method"] == "heads"]
     if len(heads):  # removed, and rescaled by each factor
         assert len(heads) == 4 and heads["setting"].str.contains("x0.5").any()
@@ -121,6 +122,40 @@ def test_choose_mitigation_reports_every_candidate_and_keeps_the_rule(tiny_model
     assert only.method in ("frequency", "none") and "heads" not in set(t2["method"])
     with pytest.raises(InterpError, match="method"):
         choose_mitigation(m, [acts], method="magic")
+
+
+def test_perplexity_cost_bounds_the_cost_over_texts():
+    import numpy as np
+
+    from interp.recall.mitigation import perplexity_cost
+
+    n = torch.tensor([100, 200, 50])
+    base = torch.tensor([300.0, 640.0, 150.0], dtype=torch.float64)
+    even = base + 0.01 * n  # every text 0.01 nats per token worse: no spread over texts
+    cost, upper = perplexity_cost(base, even, n)
+    assert cost == pytest.approx(np.expm1(0.01)) and upper == pytest.approx(cost)
+    uneven = base + torch.tensor([0.0, 0.0, 3.5], dtype=torch.float64)  # the same total rise, from one text
+    cost2, upper2 = perplexity_cost(base, uneven, n)
+    assert cost2 == pytest.approx(cost)
+    d = np.array([0.0, 0.0, 3.5]) - 0.01 * n.numpy()
+    se = np.sqrt(3 / 2 * (d ** 2).sum()) / 350
+    assert upper2 == pytest.approx(np.expm1(0.01 + 1.645 * se))
+    assert perplexity_cost(base, uneven, n, z=0.0) == pytest.approx((cost2, cost2))
+    with pytest.raises(InterpError, match="scored tokens"):
+        perplexity_cost(base[:0], base[:0], n[:0])
+
+
+def test_text_nll_sums_to_the_perplexity(tiny_models):
+    import math
+
+    from interp.recall.anti_overconfidence import next_token_stats, text_nll
+
+    m = tiny_models["qwen2"]
+    texts = ["The river runs north through the old town.", "Gold is Au.", "A"]
+    nll, n = text_nll(m, texts, batch_size=2)
+    assert n.tolist() == [len(m.encode(t)) - 1 for t in texts]
+    _, ppl, count = next_token_stats(m, texts, mean_distribution=True)  # the other path: full log-softmax per text
+    assert int(n.sum()) == count and math.exp(float(nll.sum()) / count) == pytest.approx(ppl, rel=1e-5)
 
 
 def test_mitigate_applies_the_auto_choice(tiny_models, fake_sources):
