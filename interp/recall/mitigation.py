@@ -58,7 +58,7 @@ from interp.recall.activations import RecallActivations, collect_activations, gr
 from interp.scoring import target_logprobs
 from interp.progress import track
 from interp.tail import TailCache, lm_head, tail_supported
-from interp.recall.anti_overconfidence import log_frequency, next_token_stats, text_nll, text_tokens
+from interp.recall.anti_overconfidence import log_frequency, text_nll, text_tokens
 from interp.recall.attribution import direct_logit_attribution, final_norm_linear
 from interp.recall.facts import build_prompts, load_relations
 
@@ -406,12 +406,8 @@ def perplexity(model: Model, texts: Sequence[str], mit: Optional[Mitigation] = N
     ``tail`` (:func:`text_tail` of the same texts) re-runs only its blocks when ``mit`` acts in no
     earlier one; otherwise whole forward passes are run.
     """
-    start = mit.start_layer(model) if mit is not None else None
-    use = tail if tail is not None and (start is None or start >= tail.start) else None
-    if start is None:
-        return next_token_stats(model, texts, max_tokens=max_tokens, tail=use, mean_distribution=False)[1]
-    with model.hooks(mit.hooks(model)):  # type: ignore[union-attr]
-        return next_token_stats(model, texts, max_tokens=max_tokens, tail=use, mean_distribution=False)[1]
+    nll, n = text_nlls(model, texts, mit, max_tokens, tail)
+    return float(np.exp(float(nll.sum()) / int(n.sum())))
 
 
 def text_nlls(model: Model, texts: Sequence[str], mit: Optional[Mitigation] = None, max_tokens: int = 256,
