@@ -100,12 +100,7 @@ def next_token_stats(
     Runs under whatever hooks are active (so it also measures an ablated model).
 
     Args:
-        model: the model.
-        texts: paragraphs of generic text.
-        batch_size: texts per forward pass.
-        max_tokens: each text is cut to this many tokens.
-        tail: an :class:`interp.tail.TailCache` of the same texts (cut the same way): only its last
-            blocks are re-run (exact when the active hooks act in none of the earlier blocks).
+        model, texts, batch_size, max_tokens, tail: as for :func:`text_nll`.
         mean_distribution: also average the next-token distribution (False: perplexity alone,
             without exponentiating and summing every position's distribution; ``mean_probs`` is
             then None).
@@ -127,12 +122,11 @@ def next_token_stats(
             logits = capture(model, chunk, positions="all", logits=True, batch_size=batch_size, progress=False).logits
         for t, lg in zip(chunk, logits):
             logp = torch.log_softmax(lg.float(), -1)
-            if mean_distribution:
-                mean += logp.exp().sum(0).double()
+            mean += logp.exp().sum(0).double()
             nll -= float(logp[:-1].gather(1, torch.tensor(t[1:])[:, None]).sum())
             count += len(t) - 1
     n_pos = sum(len(t) for t in toks)
-    return ((mean / n_pos).float() if mean_distribution else None), float(np.exp(nll / count)), count
+    return (mean / n_pos).float(), float(np.exp(nll / count)), count
 
 
 def log_frequency(freq: Any) -> tuple[Float[torch.Tensor, "d_vocab"], torch.Tensor]:
