@@ -31,8 +31,8 @@ train facts, where :func:`projected_readout` computes its effect exactly from on
 picks the one with the highest mean answer probability that loses no train accuracy and whose
 perplexity cost on training text is at most :data:`MAX_PPL_COST`, read as the one-sided 95% upper
 bound over paragraphs (:func:`perplexity_cost`), so that the limit holds on text never seen; "none"
-when nothing qualifies. The heads are
-themselves chosen greedily under the same no-accuracy-loss rule.
+when nothing qualifies. The heads are themselves chosen greedily under the same no-accuracy-loss
+rule.
 :func:`mitigate` applies the choice as a context manager (the same choice ``interp
 ablate-final-heads`` reports, and ``interp run recall`` makes at the same sizes: :func:`recall_params`);
 :func:`mitigation_table` measures it on test and independent facts.
@@ -430,9 +430,9 @@ def perplexity_cost(base: Float[torch.Tensor, "text"], changed: Float[torch.Tens
     cost is ``exp(D) - 1`` with ``D = sum_i (a_i - b_i) / sum_i n_i``. Texts are the sampled unit
     (tokens of one paragraph are not independent), so ``D``'s standard error is the ratio
     estimator's, ``se = sqrt(k / (k - 1) * sum_i (a_i - b_i - D n_i)^2) / sum_i n_i`` over ``k``
-    texts, and the bound is ``exp(D + z se) - 1``. A 2% cost measured on 32 paragraphs can be
-    twice that on others (Qwen's full run: 1.1% on the selection texts, 2.1% held out); the
-    constraint is put on the bound.
+    texts, and the bound is ``exp(D + z se) - 1``. A cost measured on 32 paragraphs can be half
+    that on others (Qwen's full run: 1.1% on the selection texts, 2.1% held out); the constraint
+    is put on the bound.
 
     Args:
         base: per text, summed NLL of the model as it is.
