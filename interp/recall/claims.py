@@ -144,5 +144,10 @@ def claims_table(v: dict[str, Any]) -> pd.DataFrame:
         ok = gt >= GAIN_MIN and at >= 0 and gi_ok and not _nan(cost) and cost <= PPL_COST_MAX
         verdict = "reproduced" if ok else "opposite" if gt < -0.01 and (_nan(gi) or gi < -0.01) else "not reproduced"
         add(c, f"{v.get('mitigation_method')}: answer probability {gt:+.3f} test, {gi:+.3f} independent; accuracy {at:+.3f} / "
-               f"{ai:+.3f}; perplexity {cost:+.2%}", verdict)
+               f"{ai:+.3f}; perplexity {cost:+.2%}" + _bound(v.get("mitigation_ppl_cost_upper")), verdict)
     return pd.DataFrame(rows, columns=["claim", "measured", "paper", "verdict"])
+
+
+def _bound(upper: Any) -> str:
+    """`` (95% bound +x%)`` for a held-out perplexity cost's one-sided upper bound, "" where none was measured."""
+    return "" if upper is None or _nan(upper) else f" (95% bound {upper:+.2%})"

@@ -458,9 +458,16 @@ def _heads_part(mit: Mitigation) -> Mitigation:
     return Mitigation("heads" if mit.heads else "none", mit.heads, mit.mode, mit.scale, mit.means)
 
 
-def perplexities(model: Model, texts: Sequence[str], mits: Sequence[Mitigation], max_tokens: int = 256,
-                 tail: Optional[TailCache] = None) -> list[float]:
-    """:func:`perplexity` of ``texts`` under each of ``mits``, sharing passes.
+def _head_key(mit: Mitigation) -> tuple[Any, ...]:
+    """What ``mit`` does to the heads (``()`` for nothing): mitigations with one key differ only in
+    their frequency projection and share a pass over text (:func:`text_nlls_many`)."""
+    return (tuple(mit.heads), mit.mode, mit.scale, id(mit.means)) if mit.heads else ()
+
+
+def text_nlls_many(model: Model, texts: Sequence[str], mits: Sequence[Mitigation], max_tokens: int = 256,
+                   tail: Optional[TailCache] = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`text_nlls` of ``texts`` under each of ``mits`` (per text: summed NLL, scored tokens),
+    sharing passes.
 
     Mitigations that differ only in their frequency projection share one pass over the text: the
     projection acts on the final MLP output, the last write before the final norm, so with the
@@ -470,36 +477,43 @@ def perplexities(model: Model, texts: Sequence[str], mits: Sequence[Mitigation],
 
     .. math::
 
-        x_\gamma = x - \gamma c d, \qquad
-        L_\gamma = \frac{s(x)}{s(x_\gamma)} (L - k) + k - \frac{\gamma c}{s(x_\gamma)} v,
-        \qquad k = U(b), \quad v = U(w \odot d) - U(0),
+        x_\\gamma = x - \\gamma c d, \\qquad
+        L_\\gamma = \\frac{s(x)}{s(x_\\gamma)} (L - k) + k - \\frac{\\gamma c}{s(x_\\gamma)} v,
+        \\qquad k = U(b), \\quad v = U(w \\odot d) - U(0),
 
     with ``U`` the LM head (affine). Exact up to float rounding; the shared pass needs ``tail`` and a
-    model without logit soft-capping (otherwise each mitigation gets its own pass).
+    model without logit soft-capping (otherwise each mitigation gets its own pass). So the model as
+    it is and the frequency projection cost one pass, and heads with or without the projection
+    another.
     """
-    out: list[Optional[float]] = [None] * len(mits)
+    out: list[Optional[tuple[torch.Tensor, torch.Tensor]]] = [None] * len(mits)
     groups: dict[Any, list[int]] = {}
     for i, m in enumerate(mits):
-        key = (tuple(m.heads), m.mode, m.scale, id(m.means)) if m.heads else ()
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(_head_key(m), []).append(i)
     cap = getattr(model.hf_model.config, "final_logit_softcapping", None)
     for idx in groups.values():
         base = _heads_part(mits[idx[0]])
         proj = [i for i in idx if mits[i].direction is not None and mits[i].gamma]
         if tail is None or tail.head is not None or cap or not proj or (base.start_layer(model) or model.n_layers - 1) < tail.start:
             for i in idx:
-                out[i] = perplexity(model, texts, mits[i], max_tokens, tail)
+                out[i] = text_nlls(model, texts, mits[i], max_tokens, tail)
             continue
-        got = _shared_pass(model, texts, base, [(mits[i].direction, mits[i].gamma) for i in proj], max_tokens, tail)
+        nll, n = _shared_pass(model, texts, base, [(mits[i].direction, mits[i].gamma) for i in proj], max_tokens, tail)
         for i in idx:
-            out[i] = got[1 + proj.index(i)] if i in proj else got[0]
-    return [float(v) for v in out]  # type: ignore[arg-type]
+            out[i] = (nll[1 + proj.index(i)] if i in proj else nll[0], n)
+    return out  # type: ignore[return-value]
+
+
+def perplexities(model: Model, texts: Sequence[str], mits: Sequence[Mitigation], max_tokens: int = 256,
+                 tail: Optional[TailCache] = None) -> list[float]:
+    """:func:`perplexity` of ``texts`` under each of ``mits``, sharing passes (:func:`text_nlls_many`)."""
+    return [float(np.exp(float(a.sum()) / int(n.sum()))) for a, n in text_nlls_many(model, texts, mits, max_tokens, tail)]
 
 
 def _shared_pass(model: Model, texts: Sequence[str], base: Mitigation, variants: Sequence[tuple[torch.Tensor, float]],
-                 max_tokens: int, tail: TailCache, batch_size: int = 8, chunk: int = 512) -> list[float]:
-    """Perplexity under ``base`` and under ``base`` with each ``(direction, gamma)`` projection, from
-    one pass (:func:`perplexities`)."""
+                 max_tokens: int, tail: TailCache, batch_size: int = 8, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per text, summed NLL under ``base`` (row 0) and under ``base`` with each ``(direction, gamma)``
+    projection (rows 1..), and the scored tokens, from one pass (:func:`text_nlls_many`)."""
     from interp.capture import current_batch
 
     toks = text_tokens(model, texts, max_tokens, tail)
@@ -521,8 +535,8 @@ def _shared_pass(model: Model, texts: Sequence[str], base: Mitigation, variants:
         return keep
 
     hooks = base.hooks(model) + [(model.hook("mlp_out", last), record("m")), (model.hook("resid_post", last), record("x"))]
-    nll = torch.zeros(1 + len(variants), dtype=torch.float64)
-    count = 0
+    nll = torch.zeros(1 + len(variants), len(toks), dtype=torch.float64)
+    n = torch.tensor([len(t) - 1 for t in toks], dtype=torch.long)
     with model.hooks(hooks), torch.no_grad():
         for a in track(range(0, len(toks), batch_size), desc="generic text", unit="batch", disable=len(toks) <= batch_size):
             rows = list(range(a, min(a + batch_size, len(toks))))
@@ -533,19 +547,22 @@ def _shared_pass(model: Model, texts: Sequence[str], base: Mitigation, variants:
             x = torch.cat([seen["x"][r][: len(toks[r]) - 1] for r in rows]).to(dev)
             m = torch.cat([seen["m"][r][: len(toks[r]) - 1] for r in rows]).to(dev)
             tgt = torch.cat([torch.tensor(toks[r][1:], dtype=torch.long) for r in rows]).to(dev)
+            owner = torch.cat([torch.full((len(toks[r]) - 1,), r, dtype=torch.long) for r in rows])
+            per: list[list[torch.Tensor]] = [[] for _ in range(1 + len(variants))]
             for c0 in range(0, len(h), chunk):
                 sl = slice(c0, c0 + chunk)
                 L = lm_head(model, h[sl].to(model.dtype)).float()
-                nll[0] -= float(target_logprobs(L, tgt[sl]).double().sum())
+                per[0].append(-target_logprobs(L, tgt[sl]).double().cpu())
                 s0 = norm.scale(x[sl])
                 for j, ((_, g), d, v) in enumerate(zip(variants, dirs, vs)):
                     c = m[sl] @ d
                     sg = norm.scale(x[sl] - g * c[:, None] * d)
                     Lg = (L - k).mul_((s0 / sg)[:, None]).add_(k).addr_((g * c / sg).neg(), v)
-                    nll[1 + j] -= float(target_logprobs(Lg, tgt[sl]).double().sum())
+                    per[1 + j].append(-target_logprobs(Lg, tgt[sl]).double().cpu())
                     del Lg
-            count += len(tgt)
-    return [float(torch.exp(v / count)) for v in nll]
+            for j, parts in enumerate(per):
+                nll[j].index_add_(0, owner, torch.cat(parts))
+    return nll, n
 
 
 def choose_mitigation(
@@ -569,12 +586,14 @@ def choose_mitigation(
     """Choose the mitigation on train facts (module docstring).
 
     Candidates: the greedy heads (:func:`select_suppressor_heads`), removed or rescaled by each of
-    ``head_scales``; the frequency factor with the highest train answer probability; the removed
-    heads and that factor together. The choice (``method="auto"``, or the one named) is the
-    candidate with the highest train answer probability that rises by more than ``min_gain``,
+    ``head_scales``; the frequency factor with the highest train answer probability; each of those
+    head settings with that factor together. The choice (``method="auto"``, or the one named) is
+    the candidate with the highest train answer probability that rises by more than ``min_gain``,
     loses no train accuracy and costs at most ``max_ppl_cost`` perplexity (upper confidence bound
-    over the paragraphs of ``texts``, :func:`perplexity_cost`); the
-    returned ``candidates`` hold, per method, the chosen setting or else the first one.
+    over the paragraphs of ``texts``, :func:`perplexity_cost`; candidates with one head setting
+    share a pass over the text, :func:`text_nlls_many`). The returned ``candidates`` hold, per
+    method, one setting: the chosen one's head setting for ``heads`` and ``both`` when the choice
+    changes heads (so the two differ only by the projection), else the heads removed outright.
 
     Args:
         model: the model.
@@ -601,7 +620,7 @@ def choose_mitigation(
     base = _pool([(a.answer_prob, a.correct) for a in train])
     rows: list[dict[str, Any]] = [{"method": "none", "setting": "", "accuracy": base[0], "answer_prob": base[1]}]
     cands: dict[str, Mitigation] = {"none": Mitigation()}
-    variants: list[tuple[Mitigation, tuple[float, float]]] = []
+    head_variants: list[tuple[Mitigation, tuple[float, float]]] = []
     if method in ("auto", "heads", "both"):
         heads, steps = select_suppressor_heads(model, train, max_heads, mode, scale, means, metric, min_gain, batch_size)
         for r in steps[steps["step"] != "base"].itertuples():
@@ -609,11 +628,12 @@ def choose_mitigation(
         if heads:
             cands["heads"] = Mitigation("heads", heads, mode, scale, means)
             kept = steps[(steps["step"] == "measured") & steps["kept"]].iloc[-1]
-            variants.append((cands["heads"], (float(kept["accuracy"]), float(kept["answer_prob"]))))
+            head_variants.append((cands["heads"], (float(kept["accuracy"]), float(kept["answer_prob"]))))
             if mode == "zero":  # rescaling instead of removing: a smaller change, a smaller perplexity cost
                 for a in head_scales:
                     v = Mitigation("heads", heads, "scale", a)
-                    variants.append((v, measure_mitigation(model, train, v, batch_size)))
+                    head_variants.append((v, measure_mitigation(model, train, v, batch_size)))
+    variants = list(head_variants)
     if method in ("auto", "frequency", "both") and freq is not None:
         d = frequency_direction(model, freq)
         scored = []
@@ -624,29 +644,53 @@ def choose_mitigation(
         _, g, s = max(scored)
         cands["frequency"] = Mitigation("frequency", direction=d, gamma=g)
         variants.append((cands["frequency"], s))
-    if "heads" in cands and "frequency" in cands:
-        h, f = cands["heads"], cands["frequency"]
-        cands["both"] = Mitigation("both", h.heads, h.mode, h.scale, h.means, f.direction, f.gamma)
-        variants.append((cands["both"], measure_mitigation(model, train, cands["both"], batch_size)))
+    boths: list[Mitigation] = []
+    if head_variants and "frequency" in cands:  # each head setting with the projection: "both" shares its setting's text pass
+        f = cands["frequency"]
+        for h, _ in head_variants:
+            boths.append(Mitigation("both", h.heads, h.mode, h.scale, h.means, f.direction, f.gamma))
+            variants.append((boths[-1], measure_mitigation(model, train, boths[-1], batch_size)))
+        cands["both"] = boths[0]
     first = len(rows)
     rows += [{"method": v.method, "setting": v.describe(), "accuracy": sc[0], "answer_prob": sc[1]} for v, sc in variants]
     trace = pd.DataFrame(rows)
-    tail = text_tail(model, texts, model.n_layers - 1)  # every candidate acts in the last block only
-    nll0, n_tok = text_nlls(model, texts, tail=tail) if texts else (None, None)
     trace["ppl_cost"] = float("nan")
     trace["ppl_cost_upper"] = float("nan")
     trace["chosen"] = False
+    order = [k for k in sorted(range(len(variants)), key=lambda k: -variants[k][1][1])
+             if (method == "auto" or variants[k][0].method == method) and variants[k][1][0] >= base[0]
+             and variants[k][1][1] > base[1] + min_gain]
+    tail = text_tail(model, texts, model.n_layers - 1) if order else None  # every candidate acts in the last block only
+    nlls: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def nll_of(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate ``k``'s per-text NLLs: one pass for it and every other candidate in line that
+        shares its head setting (the model as it is rides with the ones that change no head)."""
+        if k not in nlls:
+            key = _head_key(variants[k][0])
+            group = [j for j in order if _head_key(variants[j][0]) == key and j not in nlls]
+            got = text_nlls_many(model, texts, [variants[j][0] for j in group], tail=tail)
+            nlls.update(zip(group, got))
+        return nlls[k]
+
     chosen, where = cands["none"], 0
-    for k in sorted(range(len(variants)), key=lambda k: -variants[k][1][1]):
-        v, sc = variants[k]
-        if (method != "auto" and v.method != method) or sc[0] < base[0] or sc[1] <= base[1] + min_gain:
-            continue
-        cost, upper = perplexity_cost(nll0, text_nlls(model, texts, v, tail=tail)[0], n_tok, ppl_z) if texts else (float("nan"),) * 2
+    if order and texts:  # the model as it is, and with the projection alone: one pass
+        free = [j for j in order if _head_key(variants[j][0]) == ()]
+        got = text_nlls_many(model, texts, [Mitigation()] + [variants[j][0] for j in free], tail=tail)
+        nlls[-1] = got[0]
+        nlls.update(zip(free, got[1:]))
+    for k in order:
+        v = variants[k][0]
+        cost, upper = perplexity_cost(nlls[-1][0], nll_of(k)[0], nlls[-1][1], ppl_z) if texts else (float("nan"),) * 2
         trace.loc[first + k, ["ppl_cost", "ppl_cost_upper"]] = [cost, upper]
         if not texts or upper <= max_ppl_cost:
             chosen, where = v, first + k
-            cands[v.method] = v
             break
+    if chosen.heads:  # "heads" and "both" report the chosen head setting, so they share its text pass
+        key = _head_key(chosen)
+        cands["heads"] = next(h for h, _ in head_variants if _head_key(h) == key)
+        if boths:
+            cands["both"] = next(b for b in boths if _head_key(b) == key)
     trace.loc[where, "chosen"] = True
     return chosen, cands, trace
 

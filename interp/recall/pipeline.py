@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,8 @@ from interp.recall.attribution import final_norm_linear
 from interp.recall.claims import claims_table
 from interp.recall.facts import build_prompts, independent_relations, load_relations
 from interp.recall.logit_lens import final_drop, logit_lens_table
-from interp.recall.mitigation import HEAD_SCALES, Mitigation, choose_mitigation, mitigation_table, perplexities, text_tail
+from interp.recall.mitigation import (HEAD_SCALES, Mitigation, choose_mitigation, mitigation_table, perplexity_cost, text_nlls_many,
+                                      text_tail)
 from interp.recall.mlp_decomposition import MLPDecomposition, mlp_decomposition_tables, mlp_layer_summary
 from interp.recall.params import PARAMS
 
@@ -330,30 +331,36 @@ def step_mitigation(model: Model, run: Any, p: dict[str, Any], d: RecallData, fr
     chosen, cands, trace = run.stage("mitigation_selection", lambda: choose_mitigation(
         model, train, freq, sel_texts, p["mitigation_method"], mode, scale, means, p["max_suppressor_heads"],
         p["selection_metric"], head_scales=HEAD_SCALES[: int(p["head_scales"])], ppl_z=float(p["ppl_bound_z"]),
-        batch_size=bs))
+        batch_size=bs), key="both-per-head-setting-v2")
     run.table("mitigation_selection", trace)
     run.note(f"mitigation chosen on train facts: {chosen.describe()}")
     texts, text_id = sources.texts(p["text_corpus"], "heldout")
     texts = texts[: int(p["ppl_texts"])]
 
-    def measure() -> tuple[pd.DataFrame, dict[str, float]]:
+    def measure() -> tuple[pd.DataFrame, dict[str, float], dict[str, float]]:
         tail = text_tail(model, texts, last)  # every candidate acts in the last block only: re-run just that
         names = [n for n in cands if n != "none"]
-        ppl = dict(zip(["none"] + names, perplexities(model, texts, [Mitigation()] + [cands[n] for n in names], tail=tail)))
+        got = dict(zip(["none"] + names, text_nlls_many(model, texts, [Mitigation()] + [cands[n] for n in names], tail=tail)))
+        ppl = {n: float(np.exp(float(a.sum()) / int(c.sum()))) for n, (a, c) in got.items()}
+        upper = {n: perplexity_cost(got["none"][0], a, c, float(p["ppl_bound_z"]))[1] for n, (a, c) in got.items()}
         tables = [mitigation_table(model, sets, cands[n], bs) for n in names] or [mitigation_table(model, sets, Mitigation(), bs)]
-        return pd.concat(tables, ignore_index=True), ppl
+        return pd.concat(tables, ignore_index=True), ppl, upper
 
-    mt, ppl = run.stage("mitigation", measure, key=[chosen.describe()] + [m.describe() for m in cands.values()])
+    mt, ppl, upper = run.stage("mitigation", measure, key=["per-text-v2", chosen.describe()] + [m.describe() for m in cands.values()])
     mt["chosen"] = mt["method"] == chosen.method
     mt["ppl_base"] = ppl["none"]
     mt["ppl_mitigated"] = mt["method"].map(lambda m: ppl.get(m, ppl["none"]))
+    mt["ppl_cost_upper"] = mt["method"].map(lambda m: upper.get(m, 0.0))
     run.table("mitigation", mt)
     run.figure("mitigation", F.mitigation_figure(mt, chosen.describe(), text_id, model.spec))
-    return mitigation_summary(mt, chosen, ppl, p, text_id)
+    return mitigation_summary(mt, chosen, ppl, p, text_id, upper)
 
 
-def mitigation_summary(mt: pd.DataFrame, chosen: Mitigation, ppl: dict[str, float], p: dict[str, Any], text_id: str) -> dict[str, Any]:
-    """The summary numbers of the chosen method (rows of ``mt`` with relation ``all``)."""
+def mitigation_summary(mt: pd.DataFrame, chosen: Mitigation, ppl: dict[str, float], p: dict[str, Any], text_id: str,
+                       upper: Optional[dict[str, float]] = None) -> dict[str, Any]:
+    """The summary numbers of the chosen method (rows of ``mt`` with relation ``all``); ``upper``: per
+    method, the one-sided upper bound of the held-out perplexity cost (:func:`perplexity_cost`)."""
+    upper = upper or {}
     g = mt[(mt["relation"] == "all") & (mt["method"] == (chosen.method if chosen.method != "none" else mt["method"].iloc[0]))]
     nan = float("nan")
 
@@ -387,12 +394,13 @@ def mitigation_summary(mt: pd.DataFrame, chosen: Mitigation, ppl: dict[str, floa
         a = (gm["accuracy_mitigated"] - gm["accuracy_base"]).groupby(gm["facts"]).mean()
         by_method[m] = {"answer_prob_gain_test": float(d.get("test", nan)), "answer_prob_gain_independent": float(d.get("independent", nan)),
                         "accuracy_change_test": float(a.get("test", nan)), "accuracy_change_independent": float(a.get("independent", nan)),
-                        "ppl_cost": ppl.get(m, ppl["none"]) / ppl["none"] - 1.0}
+                        "ppl_cost": ppl.get(m, ppl["none"]) / ppl["none"] - 1.0, "ppl_cost_upper": upper.get(m, nan)}
     out["mitigation_candidates"] = by_method
     out.update({"mitigation_gain_test": gain("test", "answer_prob"), "mitigation_gain_independent": gain("independent", "answer_prob"),
                 "mitigation_acc_change_test": gain("test", "accuracy"),
                 "mitigation_acc_change_independent": gain("independent", "accuracy"),
-                "mitigation_ppl_cost": out["ppl_mitigated"] / out["ppl_base"] - 1.0})
+                "mitigation_ppl_cost": out["ppl_mitigated"] / out["ppl_base"] - 1.0,
+                "mitigation_ppl_cost_upper": upper.get(chosen.method, 0.0 if chosen.method == "none" else nan)})
     return out
 
 

@@ -40,3 +40,11 @@ def test_missing_values_are_not_measurable():
     assert got["MLP activation"] == "not measurable"
     none = dict(GOOD, mitigation_method="none", mitigation_gain_test=0.0)
     assert claims_table(none)["verdict"].iloc[-1] == "not reproduced"
+
+
+def test_mitigation_claim_names_the_perplexity_bound_where_measured():
+    measured = dict(zip(claims_table(dict(GOOD, mitigation_ppl_cost_upper=0.0153))["claim"],
+                        claims_table(dict(GOOD, mitigation_ppl_cost_upper=0.0153))["measured"]))
+    assert measured["mitigation gain"].endswith("perplexity +1.00% (95% bound +1.53%)")
+    plain = dict(zip(claims_table(GOOD)["claim"], claims_table(GOOD)["measured"]))
+    assert plain["mitigation gain"].endswith("perplexity +1.00%")  # older summaries have no bound

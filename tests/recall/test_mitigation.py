@@ -96,13 +96,21 @@ def test_projection_readout_equals_the_hooked_model(tiny_models, family):
     assert not torch.allclose(p, acts.answer_prob, atol=1e-6)
 
 
-def test_choose_mitigation_reports_every_candidate_and_keeps_the_rule(tiny_models):
+def test_choose_mitigation_reports_every_candidate_and_keeps_the_rule(tiny_models, monkeypatch):
+    import interp.recall.mitigation as M
+
     m = tiny_models["gemma3"]
     last = m.n_layers - 1
     ps = build_prompts(m, load_relations(["country_capital", "element_symbol"]), max_facts=6)
     acts = collect_activations(m, ps, layers=[last])
     texts = ["The capital of France is Paris.", "Gold is Au."]
+    passes = []
+    for name in ("_shared_pass", "text_nlls"):
+        monkeypatch.setattr(M, name, lambda *a, _f=getattr(M, name), **k: passes.append(a) or _f(*a, **k))
     chosen, cands, trace = choose_mitigation(m, [acts], fake_frequency(m), texts, min_gain=0.0)
+    # one pass over the text per head setting tried, and one for the model as it is and the projection alone
+    tried = trace[trace["ppl_cost"].notna() & trace["method"].isin(["heads", "both"])]["setting"]
+    assert len(passes) == 1 + len({s.split(": ", 1)[1].split(" + final-MLP")[0] for s in tried})
     assert "frequency" in cands and set(trace["method"]) >= {"none", "frequency", "frequency (candidate)"}
     base_acc, base_p = trace.iloc[0]["accuracy"], trace.iloc[0]["answer_prob"]
     row = trace[trace["chosen"]]
@@ -116,8 +124,14 @@ def test_choose_mitigation_reports_every_candidate_and_keeps_the_rule(tiny_model
         better = trace[(trace["answer_prob"] > row["answer_prob"]) & trace["method"].isin(["heads", "frequency", "both"])]
         assert ((better["accuracy"] < base_acc) | (better["ppl_cost_upper"] > 0.02)).all()
     heads = trace[trace["method"] == "heads"]
-    if len(heads):  # removed, and rescaled by each factor
+    if len(heads):  # removed, and rescaled by each factor; each of those with the projection
         assert len(heads) == 4 and heads["setting"].str.contains("x0.5").any()
+        both = trace[trace["method"] == "both"]
+        assert len(both) == 4 and both["setting"].str.contains("x0.5 \\+ final-MLP").any()
+        # "heads" and "both" name one head setting: the chosen one's where it changes heads
+        assert (cands["heads"].heads, cands["heads"].mode, cands["heads"].scale) == (cands["both"].heads, cands["both"].mode, cands["both"].scale)
+        if chosen.heads:
+            assert (cands["heads"].mode, cands["heads"].scale) == (chosen.mode, chosen.scale)
     only, _, t2 = choose_mitigation(m, [acts], fake_frequency(m), [], method="frequency", min_gain=0.0)
     assert only.method in ("frequency", "none") and "heads" not in set(t2["method"])
     with pytest.raises(InterpError, match="method"):
@@ -191,13 +205,17 @@ def test_shared_perplexity_pass_equals_one_pass_per_mitigation(tiny_models, fami
     tail = M.text_tail(m, texts, L)
     assert tail is not None
     each = [M.perplexity(m, texts, x, tail=tail) for x in mits]
+    per_text = [M.text_nlls(m, texts, x, tail=tail) for x in mits]
     calls = []
-    real = M.perplexity
-    monkeypatch.setattr(M, "perplexity", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = M.text_nlls
+    monkeypatch.setattr(M, "text_nlls", lambda *a, **k: calls.append(a) or real(*a, **k))
     shared = M.perplexities(m, texts, mits, tail=tail)
     assert calls == []  # two passes (none, heads), the projections derived from them
     assert shared == pytest.approx(each, rel=1e-5)
+    for (a, n), (b, n2) in zip(M.text_nlls_many(m, texts, mits, tail=tail), per_text):  # per text too (the cost's spread)
+        assert n.tolist() == n2.tolist() and a.tolist() == pytest.approx(b.tolist(), rel=1e-5)
     assert len({round(v, 4) for v in each}) == len(each)  # every mitigation changes the text's perplexity
+    calls.clear()
     assert M.perplexities(m, texts, mits) == pytest.approx(each, rel=1e-5)  # no tail: one pass each
     assert len(calls) == len(mits)
 
