@@ -13,7 +13,6 @@ import sys
 import time
 from typing import Optional, Sequence, TextIO, Union
 
-import numpy as np
 import torch
 
 from interp.model import Model
@@ -21,8 +20,8 @@ from interp.recall.ablation import Head, parse_heads
 from interp.recall.activations import collect_activations
 from interp.recall.facts import build_prompts, load_relations
 from interp.recall import sources
-from interp.recall.mitigation import (Mitigation, auto_mitigation, mitigation_table, perplexity_cost, recall_params, text_nlls_many,
-                                      text_tail)
+from interp.recall.mitigation import (Mitigation, auto_mitigation, mitigation_table, perplexity_cost, perplexity_from, recall_params,
+                                      text_nlls_many, text_tail)
 
 
 def ablate_final_heads(
@@ -80,7 +79,7 @@ def ablate_final_heads(
         texts = texts[: int(p["ppl_texts"])]
         tail = text_tail(model, texts, model.n_layers - 1) if mit.start_layer(model) == model.n_layers - 1 else None
         (nll0, n_tok), (nll1, _) = text_nlls_many(model, texts, [Mitigation(), mit], tail=tail)
-        ppl_base, ppl_mit = (float(np.exp(float(a.sum()) / int(n_tok.sum()))) for a in (nll0, nll1))
+        ppl_base, ppl_mit = perplexity_from(nll0, n_tok), perplexity_from(nll1, n_tok)
         upper = perplexity_cost(nll0, nll1, n_tok)[1]
     g = table[table["relation"] == "all"]
     print(f"model {model.spec}; mitigation ({how}): {mit.describe()}", file=out)

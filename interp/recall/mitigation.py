@@ -406,7 +406,11 @@ def perplexity(model: Model, texts: Sequence[str], mit: Optional[Mitigation] = N
     ``tail`` (:func:`text_tail` of the same texts) re-runs only its blocks when ``mit`` acts in no
     earlier one; otherwise whole forward passes are run.
     """
-    nll, n = text_nlls(model, texts, mit, max_tokens, tail)
+    return perplexity_from(*text_nlls(model, texts, mit, max_tokens, tail))
+
+
+def perplexity_from(nll: torch.Tensor, n: torch.Tensor) -> float:
+    """Perplexity from per-text summed NLLs and scored-token counts (:func:`text_nlls`)."""
     return float(np.exp(float(nll.sum()) / int(n.sum())))
 
 
@@ -507,7 +511,7 @@ def text_nlls_many(model: Model, texts: Sequence[str], mits: Sequence[Mitigation
 def perplexities(model: Model, texts: Sequence[str], mits: Sequence[Mitigation], max_tokens: int = 256,
                  tail: Optional[TailCache] = None) -> list[float]:
     """:func:`perplexity` of ``texts`` under each of ``mits``, sharing passes (:func:`text_nlls_many`)."""
-    return [float(np.exp(float(a.sum()) / int(n.sum()))) for a, n in text_nlls_many(model, texts, mits, max_tokens, tail)]
+    return [perplexity_from(a, n) for a, n in text_nlls_many(model, texts, mits, max_tokens, tail)]
 
 
 def _shared_pass(model: Model, texts: Sequence[str], base: Mitigation, variants: Sequence[tuple[torch.Tensor, float]],
@@ -661,27 +665,22 @@ def choose_mitigation(
              if (method == "auto" or variants[k][0].method == method) and variants[k][1][0] >= base[0]
              and variants[k][1][1] > base[1] + min_gain]
     tail = text_tail(model, texts, model.n_layers - 1) if order else None  # every candidate acts in the last block only
-    nlls: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    nlls: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # candidate index (-1: the model as it is) -> per-text NLLs
 
     def nll_of(k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Candidate ``k``'s per-text NLLs: one pass for it and every other candidate in line that
-        shares its head setting (the model as it is rides with the ones that change no head)."""
+        """Per-text NLLs of candidate ``k``: one pass for it and every other candidate in line that
+        shares its head setting (the model as it is, ``k = -1``, rides with the ones that change no head)."""
         if k not in nlls:
-            key = _head_key(variants[k][0])
-            group = [j for j in order if _head_key(variants[j][0]) == key and j not in nlls]
-            got = text_nlls_many(model, texts, [variants[j][0] for j in group], tail=tail)
+            key = () if k < 0 else _head_key(variants[k][0])
+            group = ([-1] if key == () else []) + [j for j in order if _head_key(variants[j][0]) == key and j not in nlls]
+            got = text_nlls_many(model, texts, [variants[j][0] if j >= 0 else Mitigation() for j in group], tail=tail)
             nlls.update(zip(group, got))
         return nlls[k]
 
     chosen, where = cands["none"], 0
-    if order and texts:  # the model as it is, and with the projection alone: one pass
-        free = [j for j in order if _head_key(variants[j][0]) == ()]
-        got = text_nlls_many(model, texts, [Mitigation()] + [variants[j][0] for j in free], tail=tail)
-        nlls[-1] = got[0]
-        nlls.update(zip(free, got[1:]))
     for k in order:
         v = variants[k][0]
-        cost, upper = perplexity_cost(nlls[-1][0], nll_of(k)[0], nlls[-1][1], ppl_z) if texts else (float("nan"),) * 2
+        cost, upper = perplexity_cost(nll_of(-1)[0], nll_of(k)[0], nll_of(-1)[1], ppl_z) if texts else (float("nan"),) * 2
         trace.loc[first + k, ["ppl_cost", "ppl_cost_upper"]] = [cost, upper]
         if not texts or upper <= max_ppl_cost:
             chosen, where = v, first + k
