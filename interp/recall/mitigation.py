@@ -318,6 +318,86 @@ def projected_readout(model: Model, acts: RecallActivations, direction: Float[to
     return answer_readout(model, x, acts.prompts.answer_ids, chunk)
 
 
+def projected_readouts(model: Model, acts: RecallActivations, direction: Float[torch.Tensor, "d_model"],
+                       gammas: Sequence[float], chunk: int = 128) -> list[tuple[Float[torch.Tensor, "n"], torch.Tensor]]:
+    """:func:`projected_readout` for each of ``gammas``, with one product with ``W_U`` per chunk of
+    prompts: each factor's logits follow from the unprojected ones (:class:`Projection`; a model
+    with logit soft-capping gets one product per factor)."""
+    proj = Projection.of(model, [direction] * len(gammas))
+    if proj is None:
+        return [projected_readout(model, acts, direction, g, chunk) for g in gammas]
+    ans = torch.tensor(list(acts.prompts.answer_ids))
+    n = len(ans)
+    probs = [torch.zeros(n) for _ in gammas]
+    preds = [torch.zeros(n, dtype=torch.long) for _ in gammas]
+    with torch.no_grad():
+        for a in range(0, n, chunk):
+            sl = slice(a, a + chunk)
+            x = acts.final_resid[sl].to(model.device, torch.float32)
+            m = acts.final_mlp_out[sl].to(model.device, torch.float32)
+            L = model.unembed(x.to(model.dtype)).float()
+            for j, g in enumerate(gammas):
+                Lg = proj.logits(L, x, m, j, g)
+                probs[j][sl] = target_logprobs(Lg, ans[sl]).exp().cpu()
+                preds[j][sl] = Lg.argmax(-1).cpu()
+                del Lg
+    return [(p, q == ans) for p, q in zip(probs, preds)]
+
+
+@dataclass
+class Projection:
+    """Logits with the final MLP output's component along ``d`` scaled, from the unprojected logits.
+
+    The projection acts on the final MLP output ``m``, the last write before the final norm, so
+    with the norm's gain ``w``, bias ``b`` and divisor ``s`` (:func:`final_norm_linear`), the stream
+    ``x`` and ``c = m . d`` at a position, the projected logits follow from the unprojected ones
+    ``L`` without another product with ``W_U``:
+
+    .. math::
+
+        x_\\gamma = x - \\gamma c d, \\qquad
+        L_\\gamma = \\frac{s(x)}{s(x_\\gamma)} (L - k) + k - \\frac{\\gamma c}{s(x_\\gamma)} v,
+        \\qquad k = U(b), \\quad v = U(w \\odot d) - U(0),
+
+    with ``U`` the unembedding (affine). Exact up to float rounding; not for models with logit
+    soft-capping (:meth:`of` gives None there).
+    """
+
+    norm: Any
+    k: torch.Tensor
+    dirs: list[torch.Tensor]
+    vs: list[torch.Tensor]
+
+    @staticmethod
+    def supported(model: Model) -> bool:
+        """Whether logits are affine in the final norm's output (no logit soft-capping)."""
+        cap = float(getattr(model.bridge.cfg, "output_logits_soft_cap", -1.0) or -1.0)
+        return not (cap > 0 or getattr(model.hf_model.config, "final_logit_softcapping", None))
+
+    @classmethod
+    def of(cls, model: Model, directions: Sequence[torch.Tensor]) -> Optional["Projection"]:
+        """The projection for each of ``directions`` (None where the model soft-caps its logits)."""
+        if not cls.supported(model):
+            return None
+        norm = final_norm_linear(model)
+        dev = model.device
+        with torch.no_grad():
+            zero = lm_head(model, torch.zeros(1, model.d_model, device=dev, dtype=model.dtype)).float()[0]
+            k = lm_head(model, norm.b[None].to(dev, model.dtype)).float()[0]
+            dirs = [d.float().to(dev) for d in directions]
+            vs = [lm_head(model, (norm.w.to(dev) * d)[None].to(model.dtype)).float()[0] - zero for d in dirs]
+        return cls(norm, k, dirs, vs)
+
+    def logits(self, L: torch.Tensor, x: torch.Tensor, m: torch.Tensor, j: int, gamma: float) -> torch.Tensor:
+        """``L_gamma`` for direction ``j`` (a new tensor) from logits ``L`` of streams ``x`` whose final
+        MLP outputs are ``m`` (rows alike)."""
+        d = self.dirs[j]
+        c = m @ d
+        s0 = self.norm.scale(x)
+        sg = self.norm.scale(x - gamma * c[:, None] * d)
+        return (L - self.k).mul_((s0 / sg)[:, None]).add_(self.k).addr_((gamma * c / sg).neg(), self.vs[j])
+
+
 def frequency_projection_hooks(model: Model, direction: Float[torch.Tensor, "d_model"], gamma: float = 1.0) -> list[tuple[str, Any]]:
     """Hooks that replace the final MLP output ``m`` by ``m - gamma (m . d) d`` at every position."""
     last = model.n_layers - 1
@@ -474,27 +554,16 @@ def text_nlls_many(model: Model, texts: Sequence[str], mits: Sequence[Mitigation
     sharing passes.
 
     Mitigations that differ only in their frequency projection share one pass over the text: the
-    projection acts on the final MLP output, the last write before the final norm, so with the
-    norm's gain ``w``, bias ``b`` and divisor ``s`` (:func:`final_norm_linear`), the stream ``x``
-    and the projection ``c = m . d`` at a position, the projected logits follow from the unprojected
-    ones ``L`` without another product with ``W_U``:
-
-    .. math::
-
-        x_\\gamma = x - \\gamma c d, \\qquad
-        L_\\gamma = \\frac{s(x)}{s(x_\\gamma)} (L - k) + k - \\frac{\\gamma c}{s(x_\\gamma)} v,
-        \\qquad k = U(b), \\quad v = U(w \\odot d) - U(0),
-
-    with ``U`` the LM head (affine). Exact up to float rounding; the shared pass needs ``tail`` and a
-    model without logit soft-capping (otherwise each mitigation gets its own pass). So the model as
-    it is and the frequency projection cost one pass, and heads with or without the projection
-    another.
+    projected logits follow from the unprojected ones without another product with ``W_U``
+    (:class:`Projection`). The shared pass needs ``tail`` and a model without logit soft-capping
+    (otherwise each mitigation gets its own pass). So the model as it is and the frequency
+    projection cost one pass, and heads with or without the projection another.
     """
     out: list[Optional[tuple[torch.Tensor, torch.Tensor]]] = [None] * len(mits)
     groups: dict[Any, list[int]] = {}
     for i, m in enumerate(mits):
         groups.setdefault(_head_key(m), []).append(i)
-    cap = getattr(model.hf_model.config, "final_logit_softcapping", None)
+    cap = not Projection.supported(model)
     for idx in groups.values():
         base = _heads_part(mits[idx[0]])
         proj = [i for i in idx if mits[i].direction is not None and mits[i].gamma]
@@ -522,13 +591,9 @@ def _shared_pass(model: Model, texts: Sequence[str], base: Mitigation, variants:
 
     toks = text_tokens(model, texts, max_tokens, tail)
     last = model.n_layers - 1
-    norm = final_norm_linear(model)
     dev = model.device
-    with torch.no_grad():
-        zero = lm_head(model, torch.zeros(1, model.d_model, device=dev, dtype=model.dtype)).float()[0]
-        k = lm_head(model, norm.b[None].to(dev, model.dtype)).float()[0]
-        dirs = [d.float().to(dev) for d, _ in variants]
-        vs = [lm_head(model, (norm.w.to(dev) * d)[None].to(model.dtype)).float()[0] - zero for d in dirs]
+    proj = Projection.of(model, [d for d, _ in variants])
+    assert proj is not None  # text_nlls_many runs no shared pass under soft-capping
     seen: dict[str, dict[int, torch.Tensor]] = {"x": {}, "m": {}}
 
     def record(name: str):
@@ -557,11 +622,8 @@ def _shared_pass(model: Model, texts: Sequence[str], base: Mitigation, variants:
                 sl = slice(c0, c0 + chunk)
                 L = lm_head(model, h[sl].to(model.dtype)).float()
                 per[0].append(-target_logprobs(L, tgt[sl]).double().cpu())
-                s0 = norm.scale(x[sl])
-                for j, ((_, g), d, v) in enumerate(zip(variants, dirs, vs)):
-                    c = m[sl] @ d
-                    sg = norm.scale(x[sl] - g * c[:, None] * d)
-                    Lg = (L - k).mul_((s0 / sg)[:, None]).add_(k).addr_((g * c / sg).neg(), v)
+                for j, (_, g) in enumerate(variants):
+                    Lg = proj.logits(L, x[sl], m[sl], j, g)
                     per[1 + j].append(-target_logprobs(Lg, tgt[sl]).double().cpu())
                     del Lg
             for j, parts in enumerate(per):
@@ -641,8 +703,9 @@ def choose_mitigation(
     if method in ("auto", "frequency", "both") and freq is not None:
         d = frequency_direction(model, freq)
         scored = []
-        for g in gammas:
-            s = _pool([projected_readout(model, a, d, g) for a in train])
+        per_set = [projected_readouts(model, a, d, gammas) for a in train]  # one product with W_U for every factor
+        for j, g in enumerate(gammas):
+            s = _pool([got[j] for got in per_set])
             rows.append({"method": "frequency (candidate)", "setting": f"gamma {g:g}", "accuracy": s[0], "answer_prob": s[1]})
             scored.append((s[1], g, s))
         _, g, s = max(scored)

@@ -7,7 +7,7 @@ from interp.recall.activations import collect_activations
 from interp.recall.facts import build_prompts, load_relations
 from interp.recall.mitigation import (Mitigation, ablated_readout, auto_mitigation, choose_mitigation, evaluate_recall,
                                      frequency_direction, frequency_projection_hooks, mitigate, mitigation_table,
-                                     projected_readout, select_suppressor_heads)
+                                     projected_readout, projected_readouts, select_suppressor_heads)
 
 from .conftest import FakeFrequency, fake_frequency
 
@@ -94,6 +94,23 @@ def test_projection_readout_equals_the_hooked_model(tiny_models, family):
         p, ok = evaluate_recall(m, acts)
     assert torch.allclose(est_p, p, atol=1e-5) and torch.equal(est_ok, ok)
     assert not torch.allclose(p, acts.answer_prob, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "opt"])
+def test_projection_readouts_from_one_product_equal_one_readout_per_factor(tiny_models, family, monkeypatch):
+    m = tiny_models[family]
+    ps = build_prompts(m, load_relations(["country_capital"]), shots=2, max_facts=3)
+    acts = collect_activations(m, ps, layers=[m.n_layers - 1])
+    d = frequency_direction(m, fake_frequency(m))
+    gammas = (-1.0, 0.5, 1.0)
+    products = []
+    monkeypatch.setattr(m, "unembed", lambda x, *a, _f=m.unembed, **k: products.append(len(x)) or _f(x, *a, **k))
+    got = projected_readouts(m, acts, d, gammas)
+    assert sum(products) == len(acts.prompts)  # one product with W_U for all three factors
+    for (p, ok), g in zip(got, gammas):
+        want_p, want_ok = projected_readout(m, acts, d, g)
+        assert torch.allclose(p, want_p, atol=1e-5) and torch.equal(ok, want_ok)
+    assert not torch.allclose(got[0][0], got[2][0], atol=1e-4)
 
 
 def test_choose_mitigation_reports_every_candidate_and_keeps_the_rule(tiny_models, monkeypatch):
