@@ -323,7 +323,7 @@ def projected_readouts(model: Model, acts: RecallActivations, direction: Float[t
     """:func:`projected_readout` for each of ``gammas``, with one product with ``W_U`` per chunk of
     prompts: each factor's logits follow from the unprojected ones (:class:`Projection`; a model
     with logit soft-capping gets one product per factor)."""
-    proj = Projection.of(model, [direction] * len(gammas))
+    proj = Projection.of(model, [direction])
     if proj is None:
         return [projected_readout(model, acts, direction, g, chunk) for g in gammas]
     ans = torch.tensor(list(acts.prompts.answer_ids))
@@ -337,7 +337,7 @@ def projected_readouts(model: Model, acts: RecallActivations, direction: Float[t
             m = acts.final_mlp_out[sl].to(model.device, torch.float32)
             L = model.unembed(x.to(model.dtype)).float()
             for j, g in enumerate(gammas):
-                Lg = proj.logits(L, x, m, j, g)
+                Lg = proj.logits(L, x, m, 0, g)
                 probs[j][sl] = target_logprobs(Lg, ans[sl]).exp().cpu()
                 preds[j][sl] = Lg.argmax(-1).cpu()
                 del Lg
