@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections import OrderedDict
-from typing import Any, Iterator, Literal, Optional, Sequence
+from typing import Any, Callable, Iterator, Literal, Optional, Sequence
 
 import torch
 from interp.progress import track
@@ -36,6 +36,8 @@ from interp.scoring import target_logprobs
 
 from interp.loading import decoder_layers
 from interp.model import Model
+
+Readout = Callable[[list[int], torch.Tensor], torch.Tensor]  # (sequence indices, last-position logits) -> logits
 
 LAST_TOKEN_BATCH = 256  # rows per last-token re-run: one token a row, so each weight matrix (the unembedding above all) is read once for many rows
 _NO_TAIL = {"gpt2", "opt"}  # learned positions are added to inputs_embeds inside the decoder
@@ -215,17 +217,28 @@ class TailCache:
         """``(log p(target), target is the argmax)`` at each sequence's last position, read batch by
         batch (no sequence's logits are kept): ``targets[k]`` is the token scored for ``rows[k]``
         (default all sequences, in order). Hooks and ``last_only`` as in :meth:`logits`."""
+        return self.answer_scores_many(targets, [None], rows, desc, last_only)[0]
+
+    def answer_scores_many(self, targets: Sequence[int], readouts: Sequence[Optional[Readout]],
+                           rows: Optional[Sequence[int]] = None, desc: Optional[str] = None,
+                           last_only: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`answer_scores` for each of ``readouts`` from one pass: a readout maps a batch's
+        sequence indices and last-position logits to new logits (None: the logits as they are), e.g.
+        logits derived from what hooks recorded during the batch's pass, which ran just before."""
         want = list(range(len(self.seqs))) if rows is None else [int(r) for r in rows]
         if len(targets) != len(want):
             raise ValueError("one target per scored sequence")
         where = {i: k for k, i in enumerate(want)}
         t = torch.as_tensor(list(targets), dtype=torch.long)
-        logp, top = torch.zeros(len(want)), torch.zeros(len(want), dtype=torch.bool)
+        out = [(torch.zeros(len(want)), torch.zeros(len(want), dtype=torch.bool)) for _ in readouts]
         for rows_, lg in self._last_batches(want, desc, last_only):
             k = torch.tensor([where[i] for i in rows_])
-            top[k] = lg.argmax(-1).cpu() == t[k]  # on the logits as computed: a float copy has the same argmax
-            logp[k] = target_logprobs(lg, t[k]).cpu()
-        return logp, top
+            for (logp, top), f in zip(out, readouts):
+                got = lg if f is None else f(rows_, lg)
+                top[k] = got.argmax(-1).cpu() == t[k]  # on the logits as computed: a float copy has the same argmax
+                logp[k] = target_logprobs(got, t[k]).cpu()
+                del got
+        return out
 
     def hidden(self, rows: Optional[Sequence[int]] = None) -> list[torch.Tensor]:
         """Final hidden states (after the final norm, before the unembedding) under whatever hooks

@@ -43,6 +43,10 @@ def answer_prob_by_layer(
 ) -> tuple[Float[torch.Tensor, "n layer"], Float[torch.Tensor, "n layer"]]:
     """Logit-lens probability and rank of the answer after every captured layer.
 
+    The final layer's stream is what the model itself reads out, so its column is the capture's
+    own answer probability and rank (:attr:`RecallActivations.answer_prob`), not another product
+    with the unembedding.
+
     Args:
         model: the model.
         acts: captured activations.
@@ -52,9 +56,16 @@ def answer_prob_by_layer(
         ``(prob, rank)``, each ``[n, layer]``.
     """
     n, nl, d = acts.resid_post.shape
-    ans = torch.tensor(acts.prompts.answer_ids).repeat_interleave(nl)
-    probs, ranks = readout_answer(model, acts.resid_post.reshape(n * nl, d), ans, chunk)
-    return probs.reshape(n, nl), ranks.reshape(n, nl)
+    read = [j for j, L in enumerate(acts.layers) if L != model.n_layers - 1]
+    probs, ranks = torch.zeros(n, nl), torch.zeros(n, nl)
+    if read:
+        ans = torch.tensor(acts.prompts.answer_ids).repeat_interleave(len(read))
+        p, r = readout_answer(model, acts.resid_post[:, read].reshape(n * len(read), d), ans, chunk)
+        probs[:, read], ranks[:, read] = p.reshape(n, len(read)), r.reshape(n, len(read))
+    if len(read) < nl:
+        j = acts.layers.index(model.n_layers - 1)
+        probs[:, j], ranks[:, j] = acts.answer_prob.float(), acts.answer_rank.float()
+    return probs, ranks
 
 
 def answer_prob_after_final_attention(model: Model, acts: RecallActivations) -> tuple[Float[torch.Tensor, "n"], Float[torch.Tensor, "n"]]:

@@ -479,6 +479,76 @@ def measure_mitigation(model: Model, acts: Sequence[RecallActivations], mit: Mit
                                       last_only=mit.last_position_only(model)) for a in acts])
 
 
+def with_projection(mit: Mitigation, direction: torch.Tensor, gamma: float) -> Mitigation:
+    """``mit`` (its heads part) with the frequency projection ``gamma`` along ``direction`` added."""
+    h = _heads_part(mit)
+    return Mitigation("both" if h.heads else "frequency", h.heads, h.mode, h.scale, h.means, direction, gamma)
+
+
+def evaluate_recall_projected(model: Model, acts: RecallActivations, mit: Mitigation,
+                              variants: Sequence[tuple[torch.Tensor, float]], batch_size: int = 32,
+                              desc: str = "evaluate") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Answer probability and correctness of every prompt under ``mit`` (its heads part) and under it
+    with each frequency projection ``(direction, gamma)`` of ``variants`` (rows 1..), from one hooked pass.
+
+    The pass records the last position's stream entering the final norm and its final MLP output;
+    each projection's logits follow from the pass's own (:class:`Projection`). Exact: the projection
+    acts on the final MLP output, after the final block's keys and values, so the last position's
+    logits under it depend only on that position's stream. Where the model soft-caps its logits,
+    or ``mit`` changes no head, or the blocks cannot be resumed, each setting gets its own pass.
+    """
+    from interp.capture import current_batch
+
+    base = _heads_part(mit)
+    start = base.start_layer(model)
+    proj = Projection.of(model, [d for d, _ in variants])
+    tails = prompt_tails(model, acts, start, batch_size) if start is not None and proj is not None else None
+    if tails is None:
+        out = []
+        for m in [base] + [with_projection(base, d, g) for d, g in variants]:
+            if m.method == "none":
+                out.append((acts.answer_prob, acts.correct))
+                continue
+            if m.method == "frequency":
+                out.append(projected_readout(model, acts, m.direction, m.gamma))
+                continue
+            with model.hooks(m.hooks(model)):
+                out.append(evaluate_recall(model, acts, batch_size, desc=desc, from_layer=m.start_layer(model),
+                                           last_only=m.last_position_only(model)))
+        return out
+    last = model.n_layers - 1
+    seen: dict[str, dict[int, torch.Tensor]] = {"x": {}, "m": {}}
+
+    def record(name: str):
+        def keep(t, hook):
+            info = current_batch()
+            for j, r in enumerate(info.rows.tolist()):
+                seen[name][r] = t[j, int(info.last[j])].detach().float()
+        return keep
+
+    def readout(j: int, gamma: float):
+        def f(rows: list[int], L: torch.Tensor) -> torch.Tensor:
+            x = torch.stack([seen["x"][r] for r in rows])
+            m = torch.stack([seen["m"][r] for r in rows])
+            return proj.logits(L.float(), x, m, j, gamma)
+        return f
+
+    p = acts.prompts
+    got = [(torch.zeros(len(p)), torch.zeros(len(p), dtype=torch.bool)) for _ in range(1 + len(variants))]
+    hooks = base.hooks(model) + [(model.hook("mlp_out", last), record("m")), (model.hook("resid_post", last), record("x"))]
+    with model.hooks(hooks), torch.no_grad():
+        readouts = [None] + [readout(j, gamma) for j, (_, gamma) in enumerate(variants)]
+        for k, rows in enumerate(prefix_groups(p)):
+            for v in seen.values():
+                v.clear()
+            idx = torch.tensor(rows)
+            scores = tails[k].answer_scores_many([p.answer_ids[i] for i in rows], readouts, desc=desc,
+                                                 last_only=base.last_position_only(model))
+            for (prob, ok), (logp, top) in zip(got, scores):
+                prob[idx], ok[idx] = logp.exp(), top
+    return got
+
+
 def perplexity(model: Model, texts: Sequence[str], mit: Optional[Mitigation] = None, max_tokens: int = 256,
                tail: Optional[TailCache] = None) -> float:
     """Perplexity of ``texts`` with ``mit`` applied (none: the model as it is).
@@ -653,7 +723,8 @@ def choose_mitigation(
 
     Candidates: the greedy heads (:func:`select_suppressor_heads`), removed or rescaled by each of
     ``head_scales``; the frequency factor with the highest train answer probability; each of those
-    head settings with that factor together. The choice (``method="auto"``, or the one named) is
+    head settings with that factor together (read from the head setting's own pass,
+    :func:`evaluate_recall_projected`). The choice (``method="auto"``, or the one named) is
     the candidate with the highest train answer probability that rises by more than ``min_gain``,
     loses no train accuracy and costs at most ``max_ppl_cost`` perplexity (upper confidence bound
     over the paragraphs of ``texts``, :func:`perplexity_cost`; candidates with one head setting
@@ -686,20 +757,14 @@ def choose_mitigation(
     base = _pool([(a.answer_prob, a.correct) for a in train])
     rows: list[dict[str, Any]] = [{"method": "none", "setting": "", "accuracy": base[0], "answer_prob": base[1]}]
     cands: dict[str, Mitigation] = {"none": Mitigation()}
-    head_variants: list[tuple[Mitigation, tuple[float, float]]] = []
+    heads: list[Head] = []
     if method in ("auto", "heads", "both"):
         heads, steps = select_suppressor_heads(model, train, max_heads, mode, scale, means, metric, min_gain, batch_size)
         for r in steps[steps["step"] != "base"].itertuples():
             rows.append({"method": f"heads ({r.step})", "setting": r.heads, "accuracy": r.accuracy, "answer_prob": r.answer_prob})
         if heads:
             cands["heads"] = Mitigation("heads", heads, mode, scale, means)
-            kept = steps[(steps["step"] == "measured") & steps["kept"]].iloc[-1]
-            head_variants.append((cands["heads"], (float(kept["accuracy"]), float(kept["answer_prob"]))))
-            if mode == "zero":  # rescaling instead of removing: a smaller change, a smaller perplexity cost
-                for a in head_scales:
-                    v = Mitigation("heads", heads, "scale", a)
-                    head_variants.append((v, measure_mitigation(model, train, v, batch_size)))
-    variants = list(head_variants)
+    freq_score: Optional[tuple[float, float]] = None
     if method in ("auto", "frequency", "both") and freq is not None:
         d = frequency_direction(model, freq)
         scored = []
@@ -708,16 +773,32 @@ def choose_mitigation(
             s = _pool([got[j] for got in per_set])
             rows.append({"method": "frequency (candidate)", "setting": f"gamma {g:g}", "accuracy": s[0], "answer_prob": s[1]})
             scored.append((s[1], g, s))
-        _, g, s = max(scored)
+        _, g, freq_score = max(scored)
         cands["frequency"] = Mitigation("frequency", direction=d, gamma=g)
-        variants.append((cands["frequency"], s))
-    boths: list[Mitigation] = []
-    if head_variants and "frequency" in cands:  # each head setting with the projection: "both" shares its setting's text pass
-        f = cands["frequency"]
-        for h, _ in head_variants:
-            boths.append(Mitigation("both", h.heads, h.mode, h.scale, h.means, f.direction, f.gamma))
-            variants.append((boths[-1], measure_mitigation(model, train, boths[-1], batch_size)))
-        cands["both"] = boths[0]
+    f = cands.get("frequency")
+    head_variants: list[tuple[Mitigation, tuple[float, float]]] = []
+    boths: list[tuple[Mitigation, tuple[float, float]]] = []  # each head setting with the projection
+    if heads:
+        kept = steps[(steps["step"] == "measured") & steps["kept"]].iloc[-1]
+        settings: list[tuple[Mitigation, Optional[tuple[float, float]]]] = [
+            (cands["heads"], (float(kept["accuracy"]), float(kept["answer_prob"])))]
+        if mode == "zero":  # rescaling instead of removing: a smaller change, a smaller perplexity cost
+            settings += [(Mitigation("heads", heads, "scale", a), None) for a in head_scales]
+        for h, known in settings:
+            if f is None:
+                head_variants.append((h, known or measure_mitigation(model, train, h, batch_size)))
+                continue
+            # one pass per head setting: "both" (the setting with the projection) is read from its logits
+            parts = [evaluate_recall_projected(model, a, h, [(f.direction, f.gamma)], batch_size, desc=f"train {h.method}")
+                     for a in train]
+            head_variants.append((h, known or _pool([q[0] for q in parts])))
+            boths.append((with_projection(h, f.direction, f.gamma), _pool([q[1] for q in parts])))
+    variants = list(head_variants)
+    if f is not None and freq_score is not None:
+        variants.append((f, freq_score))
+    variants += boths
+    if boths:
+        cands["both"] = boths[0][0]
     first = len(rows)
     rows += [{"method": v.method, "setting": v.describe(), "accuracy": sc[0], "answer_prob": sc[1]} for v, sc in variants]
     trace = pd.DataFrame(rows)
@@ -752,7 +833,7 @@ def choose_mitigation(
         key = _head_key(chosen)
         cands["heads"] = next(h for h, _ in head_variants if _head_key(h) == key)
         if boths:
-            cands["both"] = next(b for b in boths if _head_key(b) == key)
+            cands["both"] = next(b for b, _ in boths if _head_key(b) == key)
     trace.loc[where, "chosen"] = True
     return chosen, cands, trace
 
@@ -764,8 +845,7 @@ def mitigation_table(
     batch_size: int = 32,
 ) -> pd.DataFrame:
     """Accuracy and mean answer probability before and after a mitigation, per fact set, shot form
-    and relation (real hooked forward passes; the frequency projection alone is read out exactly
-    from the capture, :func:`projected_readout`).
+    and relation (:func:`mitigation_tables` for the one mitigation).
 
     Args:
         model: the model.
@@ -776,24 +856,50 @@ def mitigation_table(
     Returns:
         One row per (facts, shots, relation) (relation ``"all"`` pools them), with ``method``.
     """
+    return mitigation_tables(model, sets, [mit], batch_size)
+
+
+def mitigation_tables(
+    model: Model,
+    sets: dict[tuple[str, str], RecallActivations],
+    mits: Sequence[Mitigation],
+    batch_size: int = 32,
+) -> pd.DataFrame:
+    """:func:`mitigation_table` of each of ``mits``, one after the other, sharing passes: real hooked
+    forward passes, one per head setting per prompt set, whose frequency projections are read from
+    that pass (:func:`evaluate_recall_projected`); the frequency projection alone is read out exactly
+    from the capture (:func:`projected_readout`)."""
+    after: dict[tuple[int, tuple[str, str]], tuple[torch.Tensor, torch.Tensor]] = {}
+    groups: dict[Any, list[int]] = {}
+    for i, m in enumerate(mits):
+        groups.setdefault(_head_key(m), []).append(i)
+    for key, (facts, label) in ((k, s) for s in sets for k in groups):
+        acts, idx = sets[(facts, label)], groups[key]
+        if key == ():  # no head changed: none, or the projection alone, exact from the capture
+            for i in idx:
+                m = mits[i]
+                got = (acts.answer_prob, acts.correct) if m.method == "none" else \
+                    projected_readout(model, acts, m.direction, m.gamma)
+                after[(i, (facts, label))] = got
+            continue
+        proj = [i for i in idx if mits[i].direction is not None and mits[i].gamma]
+        base = _heads_part(mits[idx[0]])
+        got = evaluate_recall_projected(model, acts, base, [(mits[i].direction, mits[i].gamma) for i in proj],
+                                        batch_size, desc=f"{mits[idx[0]].method} {facts} {label}")
+        for i in idx:
+            after[(i, (facts, label))] = got[1 + proj.index(i)] if i in proj else got[0]
     rows = []
-    for (facts, label), acts in sets.items():
-        if mit.method == "frequency":  # exact from the capture (see projected_readout)
-            after_p, after_ok = projected_readout(model, acts, mit.direction, mit.gamma)
-        elif mit.method != "none":
-            with model.hooks(mit.hooks(model)):
-                after_p, after_ok = evaluate_recall(model, acts, batch_size, desc=f"{mit.method} {facts} {label}",
-                                                    from_layer=mit.start_layer(model), last_only=mit.last_position_only(model))
-        else:
-            after_p, after_ok = acts.answer_prob, acts.correct
-        rels = [f.relation for f in acts.prompts.facts]
-        for rel in ["all"] + acts.prompts.relations:
-            idx = torch.tensor([i for i, r in enumerate(rels) if rel == "all" or r == rel])
-            rows.append({"method": mit.method, "facts": facts, "shots": label, "relation": rel, "n": len(idx),
-                         "accuracy_base": float(acts.correct[idx].float().mean()),
-                         "accuracy_mitigated": float(after_ok[idx].float().mean()),
-                         "answer_prob_base": float(acts.answer_prob[idx].mean()),
-                         "answer_prob_mitigated": float(after_p[idx].mean())})
+    for i, mit in enumerate(mits):
+        for (facts, label), acts in sets.items():
+            after_p, after_ok = after[(i, (facts, label))]
+            rels = [f.relation for f in acts.prompts.facts]
+            for rel in ["all"] + acts.prompts.relations:
+                idx_t = torch.tensor([k for k, r in enumerate(rels) if rel == "all" or r == rel])
+                rows.append({"method": mit.method, "facts": facts, "shots": label, "relation": rel, "n": len(idx_t),
+                             "accuracy_base": float(acts.correct[idx_t].float().mean()),
+                             "accuracy_mitigated": float(after_ok[idx_t].float().mean()),
+                             "answer_prob_base": float(acts.answer_prob[idx_t].mean()),
+                             "answer_prob_mitigated": float(after_p[idx_t].mean())})
     return pd.DataFrame(rows)
 
 

@@ -44,7 +44,7 @@ from interp.recall.attribution import final_norm_linear
 from interp.recall.claims import claims_table
 from interp.recall.facts import build_prompts, independent_relations, load_relations
 from interp.recall.logit_lens import final_drop, logit_lens_table
-from interp.recall.mitigation import (HEAD_SCALES, Mitigation, choose_mitigation, mitigation_table, perplexity_cost, perplexity_from,
+from interp.recall.mitigation import (HEAD_SCALES, Mitigation, choose_mitigation, mitigation_tables, perplexity_cost, perplexity_from,
                                       text_nlls_many, text_tail)
 from interp.recall.mlp_decomposition import MLPDecomposition, mlp_decomposition_tables, mlp_layer_summary
 from interp.recall.params import PARAMS
@@ -343,8 +343,8 @@ def step_mitigation(model: Model, run: Any, p: dict[str, Any], d: RecallData, fr
         got = dict(zip(["none"] + names, text_nlls_many(model, texts, [Mitigation()] + [cands[n] for n in names], tail=tail)))
         ppl = {n: perplexity_from(a, c) for n, (a, c) in got.items()}
         upper = {n: perplexity_cost(got["none"][0], a, c, float(p["ppl_bound_z"]))[1] for n, (a, c) in got.items()}
-        tables = [mitigation_table(model, sets, cands[n], bs) for n in names] or [mitigation_table(model, sets, Mitigation(), bs)]
-        return pd.concat(tables, ignore_index=True), ppl, upper
+        # heads and both share a head setting: one pass per prompt set for the two
+        return mitigation_tables(model, sets, [cands[n] for n in names] or [Mitigation()], bs), ppl, upper
 
     mt, ppl, upper = run.stage("mitigation", measure, key=["per-text-v2", chosen.describe()] + [m.describe() for m in cands.values()])
     mt["chosen"] = mt["method"] == chosen.method

@@ -3,17 +3,29 @@ import torch
 
 from interp.recall.activations import collect_activations
 from interp.recall.facts import build_prompts, load_relations
-from interp.recall.logit_lens import answer_prob_after_final_attention, answer_prob_by_layer, final_drop, logit_lens_table
+from interp.recall.logit_lens import (answer_prob_after_final_attention, answer_prob_by_layer, final_drop, logit_lens_table,
+                                      readout_answer)
 
 
-def test_last_layer_lens_is_the_model_output(tiny_models):
-    m = tiny_models["gemma3"]
+@pytest.mark.parametrize("family", ["gemma3", "qwen2", "gpt2"])
+def test_last_layer_lens_is_the_model_output(tiny_models, family, monkeypatch):
+    m = tiny_models[family]
     ps = build_prompts(m, load_relations(["country_capital"]), max_facts=4)
     acts = collect_activations(m, ps)
+    # the lens on the final stream is the model's own read-out, so the capture's answer scores stand for it
+    ans = torch.tensor(ps.answer_ids)
+    p_last, r_last = readout_answer(m, acts.resid_post[:, -1], ans)
+    assert torch.allclose(p_last, acts.answer_prob, atol=1e-5) and torch.equal(r_last.long(), acts.answer_rank)
+    rows = []
+    monkeypatch.setattr(m, "unembed", lambda x, *a, _f=m.unembed, **k: rows.append(len(x)) or _f(x, *a, **k))
     prob, rank = answer_prob_by_layer(m, acts)
+    assert sum(rows) == 4 * (m.n_layers - 1)  # every layer but the final one is read out
     assert prob.shape == (4, m.n_layers)
-    assert torch.allclose(prob[:, -1], acts.answer_prob, atol=1e-5)
-    assert torch.equal(rank[:, -1].long(), acts.answer_rank)
+    assert torch.equal(prob[:, -1], acts.answer_prob) and torch.equal(rank[:, -1].long(), acts.answer_rank)
+    for j in (0, m.n_layers - 2):
+        p, r = readout_answer(m, acts.resid_post[:, j], ans)
+        assert torch.equal(prob[:, j], p) and torch.equal(rank[:, j], r)
+    monkeypatch.undo()
     t = logit_lens_table(m, acts)
     assert set(t["relation"]) == {"all", "country_capital"}
     d = final_drop(t)

@@ -1,3 +1,4 @@
+import pandas as pd
 import pytest
 import torch
 
@@ -113,6 +114,40 @@ def test_projection_readouts_from_one_product_equal_one_readout_per_factor(tiny_
     assert not torch.allclose(got[0][0], got[2][0], atol=1e-4)
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gpt_neox", "qwen2", "opt"])
+def test_projections_read_from_the_head_setting_pass_equal_their_own_passes(tiny_models, family, monkeypatch):
+    import interp.recall.mitigation as M
+
+    m = tiny_models[family]
+    L = m.n_layers - 1
+    d = frequency_direction(m, fake_frequency(m))
+    heads = Mitigation("heads", [(L, 1)], "scale", 0.25)
+    variants = [(d, 0.75), (d, -1.0)]
+    for shots in (0, 2):  # zero-shot, and few-shot prompts on a shared prefix
+        ps = build_prompts(m, load_relations(["country_capital", "element_symbol"]), shots=shots, max_facts=4)
+        acts = collect_activations(m, ps, layers=[L])
+        want = []
+        for x in [heads] + [Mitigation("both", heads.heads, "scale", 0.25, None, dd, g) for dd, g in variants]:
+            with m.hooks(x.hooks(m)):
+                want.append(evaluate_recall(m, acts, from_layer=x.start_layer(m), last_only=x.last_position_only(m)))
+        calls = []
+        monkeypatch.setattr(M, "evaluate_recall", lambda *a, _f=M.evaluate_recall, **k: calls.append(a) or _f(*a, **k))
+        got = M.evaluate_recall_projected(m, acts, heads, variants)
+        monkeypatch.undo()
+        # one pass where the last block can be resumed (OPT's cannot: one pass per setting)
+        assert len(calls) == (0 if M.prompt_tails(m, acts, L, 32) is not None else 3)
+        for (p, ok), (wp, wok) in zip(got, want):
+            assert torch.allclose(p, wp, atol=1e-5) and torch.equal(ok, wok)
+        assert not torch.allclose(got[0][0], got[1][0], atol=1e-5)  # the projection changes the answers
+    # the measured tables share the passes and equal one table per mitigation
+    sets = {("test", "zero-shot"): acts}
+    mits = [heads, Mitigation("frequency", direction=d, gamma=0.75), Mitigation("both", heads.heads, "scale", 0.25, None, d, 0.75)]
+    one = pd.concat([mitigation_table(m, sets, x) for x in mits], ignore_index=True)
+    together = M.mitigation_tables(m, sets, mits)
+    pd.testing.assert_frame_equal(together.drop(columns=["answer_prob_mitigated"]), one.drop(columns=["answer_prob_mitigated"]))
+    assert together["answer_prob_mitigated"].tolist() == pytest.approx(one["answer_prob_mitigated"].tolist(), abs=1e-6)
+
+
 def test_choose_mitigation_reports_every_candidate_and_keeps_the_rule(tiny_models, monkeypatch):
     import interp.recall.mitigation as M
 
@@ -129,6 +164,7 @@ def test_choose_mitigation_reports_every_candidate_and_keeps_the_rule(tiny_model
     tried = trace[trace["ppl_cost"].notna() & trace["method"].isin(["heads", "both"])]["setting"]
     assert len(passes) == 1 + len({s.split(": ", 1)[1].split(" + final-MLP")[0] for s in tried})
     assert "frequency" in cands and set(trace["method"]) >= {"none", "frequency", "frequency (candidate)"}
+    assert list(cands) == [k for k in ("none", "heads", "frequency", "both") if k in cands]  # the tables' order
     base_acc, base_p = trace.iloc[0]["accuracy"], trace.iloc[0]["answer_prob"]
     row = trace[trace["chosen"]]
     assert len(row) == 1
@@ -145,6 +181,10 @@ def test_choose_mitigation_reports_every_candidate_and_keeps_the_rule(tiny_model
         assert len(heads) == 4 and heads["setting"].str.contains("x0.5").any()
         both = trace[trace["method"] == "both"]
         assert len(both) == 4 and both["setting"].str.contains("x0.5 \\+ final-MLP").any()
+        # each read from its head setting's pass: what a pass of its own measures
+        b = cands["both"]
+        own = both[both["setting"] == b.describe()].iloc[0]
+        assert [own["accuracy"], own["answer_prob"]] == pytest.approx(list(M.measure_mitigation(m, [acts], b)), abs=1e-6)
         # "heads" and "both" name one head setting: the chosen one's where it changes heads
         assert (cands["heads"].heads, cands["heads"].mode, cands["heads"].scale) == (cands["both"].heads, cands["both"].mode, cands["both"].scale)
         if chosen.heads:
