@@ -11,15 +11,9 @@ choice keeps on Gemma (x2, ``gamma = -1``). Answer probabilities and correctness
     OMP_NUM_THREADS=2 python bench/bench_both.py [--model gemma-3-270m] [--facts 24] [--templates 3]
 """
 
-import argparse
-
 import torch
 
-import interp
-from interp.frequency import token_frequency
-from interp.recall.activations import collect_activations
-from interp.recall.facts import build_prompts, load_relations
-from interp.recall.mitigation import Mitigation, evaluate_recall, evaluate_recall_projected, frequency_direction
+from interp.recall.mitigation import Mitigation, evaluate_recall, evaluate_recall_projected
 
 
 def own_pass(model, acts, mit):
@@ -28,21 +22,12 @@ def own_pass(model, acts, mit):
 
 
 if __name__ == "__main__":
-    from commands import timed  # this folder is on sys.path when run as a script
+    from commands import timed, train_style_sets  # this folder is on sys.path when run as a script
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="gemma-3-270m")
-    ap.add_argument("--facts", type=int, default=24, help="facts per relation")
-    ap.add_argument("--templates", type=int, default=3, help="lead-in templates per fact")
-    ap.add_argument("--gamma", type=float, default=-1.0, help="the frequency projection's factor")
-    args = ap.parse_args()
-    model = interp.load_model(args.model)
-    rels = load_relations()
+    args, model, sets, d = train_style_sets(__doc__.split("\n\n")[0], lambda ap: ap.add_argument(
+        "--gamma", type=float, default=-1.0, help="the frequency projection's factor"))
     last = model.n_layers - 1
     with torch.no_grad():
-        sets = [collect_activations(model, build_prompts(model, rels, shots=s, templates=list(range(args.templates)),
-                                                         max_facts=args.facts), layers=[last]) for s in (0, 3)]
-        d = frequency_direction(model, token_frequency(model, "wikipedia"))
         heads = Mitigation("heads", [(last, 0)], "scale", 0.5)
         both = Mitigation("both", heads.heads, "scale", 0.5, None, d, args.gamma)
         for a in sets:  # the kept contexts of each prompt set are built once, before either side is timed

@@ -9,32 +9,16 @@ choice reads them; answer probabilities and correctness are compared too.
     OMP_NUM_THREADS=2 python bench/bench_projection.py [--model gemma-3-270m] [--facts 24] [--templates 3]
 """
 
-import argparse
-
 import torch
 
-import interp
-from interp.frequency import token_frequency
-from interp.recall.activations import collect_activations
-from interp.recall.facts import build_prompts, load_relations
-from interp.recall.mitigation import GAMMAS, frequency_direction, projected_readout, projected_readouts
+from interp.recall.mitigation import GAMMAS, projected_readout, projected_readouts
 
 
 if __name__ == "__main__":
-    from commands import timed  # this folder is on sys.path when run as a script
+    from commands import timed, train_style_sets  # this folder is on sys.path when run as a script
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="gemma-3-270m")
-    ap.add_argument("--facts", type=int, default=24, help="facts per relation")
-    ap.add_argument("--templates", type=int, default=3, help="lead-in templates per fact")
-    args = ap.parse_args()
-    model = interp.load_model(args.model)
-    rels = load_relations()
-    last = model.n_layers - 1
+    args, model, sets, d = train_style_sets(__doc__.split("\n\n")[0])
     with torch.no_grad():
-        sets = [collect_activations(model, build_prompts(model, rels, shots=s, templates=list(range(args.templates)),
-                                                         max_facts=args.facts), layers=[last]) for s in (0, 3)]
-        d = frequency_direction(model, token_frequency(model, "wikipedia"))
         t_each, each = timed(lambda: [[projected_readout(model, a, d, g) for g in GAMMAS] for a in sets])
         t_one, one = timed(lambda: [projected_readouts(model, a, d, GAMMAS) for a in sets])
     diff = max(float((p - q).abs().max()) for e, o in zip(each, one) for (p, _), (q, _) in zip(e, o))

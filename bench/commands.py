@@ -49,3 +49,33 @@ def timed(fn, repeats=2):
         out = fn()
         best = min(best, time.perf_counter() - t)
     return best, out
+
+
+def train_style_sets(description: str, extra=None):
+    """``(args, model, [zero-shot, 3-shot activations], frequency direction)`` for the mitigation
+    benches: the packaged facts' prompts (``--facts`` per relation, ``--templates`` lead-ins) with
+    the final layer captured, as the mitigation choice reads them; ``extra(ap)`` adds arguments."""
+    import argparse
+
+    import torch
+
+    import interp
+    from interp.frequency import token_frequency
+    from interp.recall.activations import collect_activations
+    from interp.recall.facts import build_prompts, load_relations
+    from interp.recall.mitigation import frequency_direction
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--facts", type=int, default=24, help="facts per relation")
+    ap.add_argument("--templates", type=int, default=3, help="lead-in templates per fact")
+    if extra:
+        extra(ap)
+    args = ap.parse_args()
+    model = interp.load_model(args.model)
+    rels = load_relations()
+    with torch.no_grad():
+        sets = [collect_activations(model, build_prompts(model, rels, shots=s, templates=list(range(args.templates)),
+                                                         max_facts=args.facts), layers=[model.n_layers - 1]) for s in (0, 3)]
+        d = frequency_direction(model, token_frequency(model, "wikipedia"))
+    return args, model, sets, d

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -41,12 +41,14 @@ TOLERANCES = {
 }
 
 
-def answer_probabilities(model: Model, max_facts: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Answer probability and argmax token of the packaged facts (zero-shot, canonical template)."""
+def answer_probabilities(model: Model, max_facts: int, relations: Optional[Sequence[str]] = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Answer probability and argmax token of the packaged facts (zero-shot, canonical template),
+    the first ``max_facts`` of each of ``relations`` (default every relation)."""
     from interp.recall.activations import collect_activations
     from interp.recall.facts import build_prompts, load_relations
 
-    ps = build_prompts(model, load_relations(None), shots=0, templates=[0], max_facts=max_facts)
+    ps = build_prompts(model, load_relations(relations), shots=0, templates=[0], max_facts=max_facts)
     acts = collect_activations(model, ps, layers=[model.n_layers - 1])
     assert acts is not None
     return acts.answer_prob.float(), acts.pred

@@ -109,7 +109,9 @@ def test_last_block_reruns_match_whole_passes(name, request):
 def test_mixed_bf16_keeps_qwen_answer_probabilities(qwen):
     # Qwen2.5's large QKV biases: in pure bf16 one of the 64 packaged facts ("Portugal ... continent
     # of") loses 0.35 of its answer probability; the default mixed policy (bf16 projections with their
-    # biases added in float32, float32 scores and stream) keeps every fact within the 0.05 tolerance
+    # biases added in float32, float32 scores and stream) keeps every fact within the 0.05 tolerance.
+    # Pure bf16 is run on that fact's relation only (bf16 products are slow on CPUs without bf16
+    # instructions: 51 s for the 64 facts on an AVX2-only one)
     from interp.precision import TOLERANCES, answer_probabilities
 
     ref, _ = answer_probabilities(qwen, 8)
@@ -117,6 +119,9 @@ def test_mixed_bf16_keeps_qwen_answer_probabilities(qwen):
     assert mixed.precision.startswith("mixed") and mixed.describe()["dtype"] == "bfloat16"
     got, _ = answer_probabilities(mixed, 8)
     del mixed
-    pure, _ = answer_probabilities(interp.load_model("qwen2.5-coder-0.5b", device="cpu", dtype="bfloat16", precision="pure"), 8)
+    pure_model = interp.load_model("qwen2.5-coder-0.5b", device="cpu", dtype="bfloat16", precision="pure")
+    continent = ["country_continent"]
+    pure, _ = answer_probabilities(pure_model, 8, continent)
+    ref_c, _ = answer_probabilities(qwen, 8, continent)
     tol = TOLERANCES["answer_prob_max_abs"]
-    assert float((got - ref).abs().max()) < tol < float((pure - ref).abs().max())
+    assert float((got - ref).abs().max()) < tol < float((pure - ref_c).abs().max())
