@@ -109,3 +109,29 @@ def test_mixed_precision_gives_a_tied_unembedding_its_own_low_precision_copy(fam
     ids = torch.tensor([[5, 9, 14, 3, 22, 7, 8]])
     with torch.no_grad():
         assert torch.equal(m.bridge(ids), tied.bridge(ids))
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(monkeypatch):
+    import warnings
+
+    import torch
+
+    from interp import gemm
+    from interp.model import load_model, slow_bf16_warning
+
+    def cpu(flags):
+        monkeypatch.setattr(gemm, "cpuinfo", lambda: {} if flags is None else {"flags": flags})
+
+    cpu("fpu sse2 avx2 fma")
+    assert "no bf16 matrix instructions" in slow_bf16_warning(torch.bfloat16, "cpu")
+    assert slow_bf16_warning(torch.float32, "cpu") is None and slow_bf16_warning(torch.bfloat16, "cuda") is None
+    assert slow_bf16_warning(torch.float16, "cpu") is None
+    with pytest.warns(UserWarning, match="bf16 products run slower than float32"):
+        load_model("smollm2-135m", device="cpu", dtype="bfloat16")
+    for flags in ("avx2 avx512f avx512_bf16", "avx2 amx_bf16 amx_tile", None):  # the instructions, or nothing known
+        cpu(flags)
+        assert slow_bf16_warning(torch.bfloat16, "cpu") is None
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        load_model("smollm2-135m", device="cpu", dtype="float32")
+    assert not [w for w in seen if "bf16" in str(w.message)]
