@@ -867,21 +867,14 @@ def mitigation_tables(
 ) -> pd.DataFrame:
     """:func:`mitigation_table` of each of ``mits``, one after the other, sharing passes: real hooked
     forward passes, one per head setting per prompt set, whose frequency projections are read from
-    that pass (:func:`evaluate_recall_projected`); the frequency projection alone is read out exactly
-    from the capture (:func:`projected_readout`)."""
+    that pass (:func:`evaluate_recall_projected`, which reads the projection alone exactly from the
+    capture, :func:`projected_readout`, and the model as it is from the capture itself)."""
     after: dict[tuple[int, tuple[str, str]], tuple[torch.Tensor, torch.Tensor]] = {}
     groups: dict[Any, list[int]] = {}
     for i, m in enumerate(mits):
         groups.setdefault(_head_key(m), []).append(i)
     for key, (facts, label) in ((k, s) for s in sets for k in groups):
         acts, idx = sets[(facts, label)], groups[key]
-        if key == ():  # no head changed: none, or the projection alone, exact from the capture
-            for i in idx:
-                m = mits[i]
-                got = (acts.answer_prob, acts.correct) if m.method == "none" else \
-                    projected_readout(model, acts, m.direction, m.gamma)
-                after[(i, (facts, label))] = got
-            continue
         proj = [i for i in idx if mits[i].direction is not None and mits[i].gamma]
         base = _heads_part(mits[idx[0]])
         got = evaluate_recall_projected(model, acts, base, [(mits[i].direction, mits[i].gamma) for i in proj],
